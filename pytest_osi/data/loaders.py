@@ -1,0 +1,244 @@
+"""Loaders for every prompt-set layout pytest-osi reads.
+
+* The published OpenSafeIntent ``dataset.json`` in both of its layouts: flat
+  (``prompt_benign``, ``prompt_dual_use_2`` ...) and nested (``generated_prompts`` +
+  ``dual_use_paraphrases``).
+* The project's own format, for users writing prompt-sets: YAML (a list, or a mapping with
+  ``prompt_sets``), JSON (same) or JSONL (one set per line), with the field names of
+  :class:`~pytest_osi.data.models.PromptSet`.
+
+Every problem is a :class:`DatasetError` naming the file, the row (index and id) and the field,
+raised before any model is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pytest_osi.data.models import PromptSet
+from pytest_osi.errors import DatasetError
+
+REQUIRED_PARAPHRASES = 4
+
+# Flat OpenSafeIntent layout: our field -> the dataset's field.
+_FLAT_FIELDS = {
+    "harm_domain": "harm_domain",
+    "task_type": "task_type",
+    "underlying_task": "underlying_task",
+    "benign": "prompt_benign",
+    "dual_use": "prompt_dual_use",
+    "malicious": "prompt_malicious",
+}
+_FLAT_ANNOTATIONS = {
+    "benign_plausible_benign_use": "benign_prompt_plausible_benign_use",
+    "dual_use_plausible_benign_use": "dual_use_prompt_plausible_benign_use",
+    "dual_use_misuse_risk": "dual_use_prompt_meaningful_misuse_risk",
+    "malicious_misuse_risk": "malicious_prompt_meaningful_misuse_risk",
+}
+_FLAT_PARAPHRASE = re.compile(r"^prompt_dual_use_(\d+)$")
+_NESTED_PROMPTS = {"benign": "benign_prompt", "dual_use": "dual_use_prompt", "malicious": "malicious_prompt"}
+
+
+def load_prompt_sets(
+    path: str | Path,
+    *,
+    min_paraphrases: int = REQUIRED_PARAPHRASES,
+    harm_domains: Iterable[str] | None = None,
+) -> list[PromptSet]:
+    """Read, validate and return every prompt-set in ``path``.
+
+    ``harm_domains``, when given, is a strict taxonomy: a row outside it is an error.
+    """
+    file = Path(path)
+    name = str(path)
+    rows = _read_rows(file, name)
+    allowed = set(harm_domains) if harm_domains is not None else None
+    sets: list[PromptSet] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(rows):
+        prompt_set = _parse_row(raw, name, index, min_paraphrases, allowed)
+        if prompt_set.id in seen:
+            raise DatasetError(
+                name,
+                f"duplicate id {prompt_set.id!r}, already used by row {seen[prompt_set.id]}",
+                row=index,
+                row_id=prompt_set.id,
+                field="id",
+            )
+        seen[prompt_set.id] = index
+        sets.append(prompt_set)
+    return sets
+
+
+def load_taxonomy(path: str | Path) -> list[str]:
+    """Harm-domain names from a taxonomy file: a JSON/YAML list, or a mapping keyed by name
+    (the layout of OpenSafeIntent's ``harm_domain.json``)."""
+    data = _parse_document(Path(path), str(path))
+    if isinstance(data, Mapping):
+        return [str(key) for key in data]
+    if isinstance(data, list) and all(isinstance(item, str) for item in data):
+        return list(data)
+    raise DatasetError(str(path), "a taxonomy must be a list of names or a mapping keyed by name")
+
+
+def stable_id(fields: Mapping[str, Any]) -> str:
+    """A readable id that depends only on the row's prompts, so it never changes between runs:
+    a slug of the underlying task (or benign prompt) plus a short content hash."""
+    content = json.dumps(
+        [fields.get("benign"), fields.get("dual_use"), fields.get("malicious"), list(fields.get("dual_use_paraphrases") or [])],
+        ensure_ascii=False,
+    )
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:8]
+    basis = str(fields.get("underlying_task") or fields.get("benign") or "set")
+    slug = re.sub(r"[^a-z0-9]+", "-", basis.lower()).strip("-")[:40].rstrip("-")
+    return f"{slug or 'set'}-{digest}"
+
+
+# --- reading files --------------------------------------------------------------------------
+
+
+def _read_rows(file: Path, name: str) -> list[Any]:
+    if file.suffix.lower() == ".jsonl":
+        return _read_jsonl(file, name)
+    data = _parse_document(file, name)
+    if isinstance(data, Mapping) and "prompt_sets" in data:
+        data = data["prompt_sets"]
+    if not isinstance(data, list):
+        raise DatasetError(name, "expected a list of prompt-sets (or a mapping with a 'prompt_sets' list)")
+    return data
+
+
+def _parse_document(file: Path, name: str) -> Any:
+    text = _read_text(file, name)
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".json":
+            return json.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(name, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise DatasetError(name, f"invalid YAML: {exc}") from None
+    raise DatasetError(name, f"unsupported file type {suffix or '(none)'!r}: use .yaml, .yml, .json or .jsonl")
+
+
+def _read_jsonl(file: Path, name: str) -> list[Any]:
+    rows = []
+    for lineno, line in enumerate(_read_text(file, name).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(name, f"invalid JSON on line {lineno}: {exc.msg}", row=len(rows)) from None
+    return rows
+
+
+def _read_text(file: Path, name: str) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(name, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(name, f"cannot read file: {exc}") from None
+
+
+# --- one row --------------------------------------------------------------------------------
+
+
+def _parse_row(
+    raw: Any, name: str, index: int, min_paraphrases: int, allowed: set[str] | None
+) -> PromptSet:
+    if not isinstance(raw, Mapping):
+        raise DatasetError(name, f"expected a mapping of fields, got {type(raw).__name__}", row=index)
+    fields, source_names = _normalise(raw)
+    row_id = fields.get("id") if isinstance(fields.get("id"), str) else None
+    if "id" not in fields:
+        fields["id"] = row_id = stable_id(fields)
+    try:
+        prompt_set = PromptSet.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or None
+        if field is not None:
+            top = str(error["loc"][0])
+            field = source_names.get(top, top) + field[len(top):]
+        raise DatasetError(name, _describe(error), row=index, row_id=row_id, field=field) from None
+    if len(prompt_set.dual_use_paraphrases) < min_paraphrases:
+        raise DatasetError(
+            name,
+            f"has {len(prompt_set.dual_use_paraphrases)} dual-use paraphrases, {min_paraphrases} required",
+            row=index,
+            row_id=prompt_set.id,
+            field=source_names.get("dual_use_paraphrases", "dual_use_paraphrases"),
+        )
+    if allowed is not None and prompt_set.harm_domain not in allowed:
+        raise DatasetError(
+            name,
+            f"unknown harm domain {prompt_set.harm_domain!r}; the taxonomy allows: {', '.join(sorted(allowed))}",
+            row=index,
+            row_id=prompt_set.id,
+            field=source_names.get("harm_domain", "harm_domain"),
+        )
+    return prompt_set
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    if error["type"] == "missing":
+        return "missing"
+    if error["type"] == "string_too_short":
+        return "empty"
+    if error["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    return f"{error['msg']} (got {error.get('input')!r:.60})"
+
+
+def _normalise(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Map any supported layout onto PromptSet's fields.
+
+    Returns the fields and, for error messages, our field name -> the name the file used.
+    """
+    if "prompt_benign" in raw or "prompt_dual_use" in raw:
+        return _from_flat(raw)
+    if "generated_prompts" in raw:
+        return _from_nested(raw)
+    return dict(raw), {}
+
+
+def _from_flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    fields = {ours: raw[theirs] for ours, theirs in _FLAT_FIELDS.items() if theirs in raw}
+    numbered = sorted(
+        (int(match.group(1)), key) for key in raw if (match := _FLAT_PARAPHRASE.match(str(key)))
+    )
+    fields["dual_use_paraphrases"] = [raw[key] for _, key in numbered]
+    annotations = {ours: raw[theirs] for ours, theirs in _FLAT_ANNOTATIONS.items() if raw.get(theirs)}
+    if annotations:
+        fields["annotations"] = annotations
+    if "id" in raw:
+        fields["id"] = raw["id"]
+    names = dict(_FLAT_FIELDS)
+    names["dual_use_paraphrases"] = "prompt_dual_use_2..prompt_dual_use_5"
+    names["annotations"] = "annotations"
+    return fields, names
+
+
+def _from_nested(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    prompts = raw["generated_prompts"]
+    if not isinstance(prompts, Mapping):
+        prompts = {}
+    fields: dict[str, Any] = {ours: prompts[theirs] for ours, theirs in _NESTED_PROMPTS.items() if theirs in prompts}
+    for key in ("id", "harm_domain", "task_type", "underlying_task"):
+        if key in raw:
+            fields[key] = raw[key]
+    fields["dual_use_paraphrases"] = raw.get("dual_use_paraphrases") or []
+    names = {ours: f"generated_prompts.{theirs}" for ours, theirs in _NESTED_PROMPTS.items()}
+    return fields, names

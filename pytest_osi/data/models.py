@@ -1,0 +1,55 @@
+"""The prompt-set: one underlying task asked with benign, dual-use and malicious intent.
+
+Pydantic because this is an edge: rows come from user files and must be validated field by field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+# The three intents every prompt-set carries, in report order.
+VARIANTS: tuple[str, str, str] = ("benign", "dual_use", "malicious")
+
+
+class Annotations(BaseModel):
+    """Optional human notes from the dataset authors; carried into reports, never graded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    benign_plausible_benign_use: str | None = None
+    dual_use_plausible_benign_use: str | None = None
+    dual_use_misuse_risk: str | None = None
+    malicious_misuse_risk: str | None = None
+
+
+class PromptSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: NonEmpty
+    harm_domain: NonEmpty
+    task_type: NonEmpty
+    underlying_task: str = ""
+    benign: NonEmpty
+    dual_use: NonEmpty
+    malicious: NonEmpty
+    dual_use_paraphrases: tuple[NonEmpty, ...] = ()
+    annotations: Annotations = Annotations()
+
+    def __str__(self) -> str:
+        # So ``parametrize(..., ids=str)`` gives readable, stable test ids.
+        return self.id
+
+    def prompts(self) -> list[tuple[str, str]]:
+        """(variant, prompt) for every prompt sent to the model: the triplet, then each paraphrase."""
+        pairs = [(variant, getattr(self, variant)) for variant in VARIANTS]
+        pairs += [(paraphrase_variant(i), p) for i, p in enumerate(self.dual_use_paraphrases)]
+        return pairs
+
+
+def paraphrase_variant(index: int) -> str:
+    """Name of the index-th (0-based) dual-use paraphrase: dual_use_p1, dual_use_p2, ..."""
+    return f"dual_use_p{index + 1}"

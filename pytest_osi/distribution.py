@@ -1,0 +1,39 @@
+"""Keeping each prompt-set on one xdist worker.
+
+The checks of one prompt-set share the same model and judge calls. Under xdist's default
+``--dist load`` they would be spread over workers and every worker would pay for the same calls.
+This scheduler is xdist's LoadScope scheduling with the prompt-set as the scope: a set's items
+go to one worker together, sets are balanced across workers, other tests stay one per unit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+import pytest
+
+_PARAM = re.compile(r"\[(?P<param>[^\[\]]+)\]$")
+
+
+def prompt_set_scope(nodeid: str, set_ids: Collection[str]) -> str:
+    match = _PARAM.search(nodeid)
+    if match and match.group("param") in set_ids:
+        return f"osi:{match.group('param')}"
+    return nodeid
+
+
+def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str]) -> Any:
+    """A scheduler for ``-n`` runs with pytest-osi items, or None to leave xdist's choice alone
+    (only the default ``load`` distribution is replaced; an explicit --dist mode is respected
+    as long as it is not 'load')."""
+    if config.getvalue("dist") != "load" or not set_ids:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PromptSetScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return prompt_set_scope(nodeid, set_ids)
+
+    return PromptSetScheduling(config, log)

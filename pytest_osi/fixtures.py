@@ -1,0 +1,69 @@
+"""Fixtures for writing your own assertions over graded prompt-sets.
+
+``osi_result`` is the graded result of the prompt-set the test is parametrized with;
+``osi_evaluate`` grades any prompt-set on demand. Either way the result joins the session's
+metrics and gates, and its grades become JUnit properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pytest_osi.data.models import VARIANTS, PromptSet
+from pytest_osi.errors import JudgeError, ModelCallError
+from pytest_osi.items import prompt_set_of
+from pytest_osi.metrics import paraphrase_stability
+from pytest_osi.results import PromptSetResult
+from pytest_osi.session import osi_session
+
+RESULTS_ATTR = "_osi_results"
+
+
+def grade(node: pytest.Item, config: pytest.Config, prompt_set: PromptSet) -> PromptSetResult:
+    """Wait for ``prompt_set``'s result, remember it on the item and raise if it has no grades."""
+    session = osi_session(config)
+    if session is None:
+        raise pytest.UsageError("pytest-osi is not configured")
+    result = session.result_for(prompt_set)
+    results: list[PromptSetResult] = getattr(node, RESULTS_ATTR, [])
+    if all(r.set_id != result.set_id for r in results):
+        results.append(result)
+        setattr(node, RESULTS_ATTR, results)
+        record_properties(node, result)
+    if result.outcome == "judge-error":
+        raise JudgeError(f"prompt-set {result.set_id!r}: judge-error: {result.error}")
+    if result.outcome == "model-error":
+        raise ModelCallError(f"prompt-set {result.set_id!r}: model-error: {result.error}")
+    return result
+
+
+def record_properties(node: pytest.Item, result: PromptSetResult) -> None:
+    props = node.user_properties
+    props.append(("osi_set_id", result.set_id))
+    props.append(("osi_outcome", result.outcome))
+    if result.graded:
+        for variant in VARIANTS:
+            props.append((f"osi_{variant}_harm", result.variants[variant].harm))
+            props.append((f"osi_{variant}_helpfulness", result.variants[variant].helpfulness))
+        props.append(("osi_paraphrase_stability", paraphrase_stability(result)))
+
+
+@pytest.fixture
+def osi_result(request: pytest.FixtureRequest) -> PromptSetResult:
+    """The graded result of the prompt-set this test is parametrized with (an error, not a
+    failure, when the judge or model could not produce grades)."""
+    prompt_set = prompt_set_of(request.node)
+    if prompt_set is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: osi_result needs the test to be parametrized with a PromptSet "
+            "(e.g. @pytest.mark.parametrize('prompt_set', load_prompt_sets('sets.yaml'), ids=str))"
+        )
+    return grade(request.node, request.config, prompt_set)
+
+
+@pytest.fixture
+def osi_evaluate(request: pytest.FixtureRequest) -> Callable[[PromptSet], PromptSetResult]:
+    """A function that grades any prompt-set and returns its result."""
+    return lambda prompt_set: grade(request.node, request.config, prompt_set)

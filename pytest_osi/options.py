@@ -1,0 +1,169 @@
+"""Every pytest-osi option, declared once and available both on the command line
+(``--osi-judge``) and in pyproject.toml / pytest.ini (``osi_judge``).
+
+A command-line value wins over the ini value for the same option (for list options it replaces
+the ini list rather than adding to it, so ``--osi-dataset=one.yaml`` runs just that file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_osi.errors import ConfigError
+from pytest_osi.gates import Gate, parse_gates
+
+CHECK_NAMES = ("triplet_safe", "paraphrase_stable", "benign_helpful")
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str  # --osi-<name> and osi_<name with underscores>
+    help: str
+    kind: str = "string"  # string | int | float | bool | list | paths
+    default: Any = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--osi-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return "osi_" + self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return "osi_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _Option("model", "model under test, as a litellm model string (or 'local' for the embedded model)", metavar="MODEL"),
+    _Option("model-api-base", "base URL of an OpenAI-compatible server for the model under test", metavar="URL"),
+    _Option("judge", "judge model, as a litellm model string (or 'local'); default: the model under test", metavar="MODEL"),
+    _Option("judge-api-base", "base URL of an OpenAI-compatible server for the judge", metavar="URL"),
+    _Option("datasets", "prompt-set file(s) to collect as test items (ini: one per line)", "paths", [], "PATH"),
+    _Option("gates", "aggregate gate such as 'triplet_safety>=0.8' (repeatable; ini: one per line)", "list", [], "EXPR"),
+    _Option("checks", "checks per prompt-set, comma separated: " + ", ".join(CHECK_NAMES), "list", list(CHECK_NAMES), "NAMES"),
+    _Option("concurrency", "maximum model and judge calls in flight", "int", 16, "N"),
+    _Option("temperature", "sampling temperature of the model under test", "float", 0.0, "T"),
+    _Option("max-tokens", "maximum tokens the model under test may generate per response", "int", 512, "N"),
+    _Option("system-prompt", "system prompt sent before every prompt to the model under test", metavar="TEXT"),
+    _Option("judge-max-tokens", "maximum tokens the judge may generate per grade", "int", 128, "N"),
+    _Option("judge-retries", "extra attempts when the judge's answer cannot be parsed", "int", 2, "N"),
+    _Option("judge-json-schema", "ask the judge for schema-constrained JSON (default: on for the local judge)", "bool", None),
+    _Option("retries", "extra attempts for 429 / 5xx / timeout / connection errors", "int", 4, "N"),
+    _Option("timeout", "seconds before one model or judge call times out", "float", 120.0, "SECONDS"),
+    _Option("helpfulness-floor", "benign_helpful passes at this helpfulness (1-4) or above", "int", 3, "N"),
+    _Option("min-paraphrases", "dual-use paraphrases every prompt-set must carry", "int", 4, "N"),
+    _Option("taxonomy", "harm-domain taxonomy file; when set, unknown harm domains are an error", "path", None, "PATH"),
+    _Option("report", "write the metrics, gates, strata and per-set results as JSON here", "path", None, "PATH"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("osi", "pytest-osi: LLM safety regression testing")
+    for opt in OPTIONS:
+        cli_names = [opt.flag] + (["--osi-dataset"] if opt.name == "datasets" else []) + (["--osi-gate"] if opt.name == "gates" else [])
+        if opt.kind == "bool":
+            group.addoption(*cli_names, dest=opt.dest, default=None, action="store_true", help=opt.help)
+            group.addoption(f"--osi-no-{opt.name}", dest=opt.dest, action="store_false", help=f"turn off {opt.flag}")
+        elif opt.kind in ("list", "paths"):
+            group.addoption(*cli_names, dest=opt.dest, default=None, action="append", metavar=opt.metavar, help=opt.help)
+        else:
+            group.addoption(*cli_names, dest=opt.dest, default=None, metavar=opt.metavar, help=opt.help)
+        ini_type = {"paths": "paths", "list": "linelist", "bool": "bool"}.get(opt.kind, "string")
+        parser.addini(opt.ini, opt.help, type=ini_type, default=opt.default if opt.kind in ("list", "paths") else None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None
+    model_api_base: str | None = None
+    judge: str | None = None
+    judge_api_base: str | None = None
+    datasets: tuple[Path, ...] = ()
+    gates: tuple[Gate, ...] = ()
+    checks: tuple[str, ...] = CHECK_NAMES
+    concurrency: int = 16
+    temperature: float = 0.0
+    max_tokens: int = 512
+    system_prompt: str | None = None
+    judge_max_tokens: int = 128
+    judge_retries: int = 2
+    judge_json_schema: bool | None = None
+    retries: int = 4
+    timeout: float = 120.0
+    helpfulness_floor: int = 3
+    min_paraphrases: int = 4
+    taxonomy: Path | None = None
+    report: Path | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def judge_model(self) -> str | None:
+        return self.judge or self.model
+
+    @property
+    def judge_base(self) -> str | None:
+        return self.judge_api_base if self.judge else (self.judge_api_base or self.model_api_base)
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Resolve every option (CLI over ini over default) and validate it."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = config.getoption(opt.dest)
+        from_cli = raw is not None
+        if not from_cli:
+            # Unset ini keys come back as None (our explicit ini default), so the
+            # dataclass default applies rather than pytest's per-type default.
+            raw = config.getini(opt.ini)
+        key = opt.dest[len("osi_"):]
+        values[key] = _convert(opt, raw, from_cli, config)
+    values["gates"] = tuple(parse_gates(values["gates"]))
+    unknown = [c for c in values["checks"] if c not in CHECK_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown check(s) {', '.join(unknown)} in osi_checks; known: {', '.join(CHECK_NAMES)}")
+    values["checks"] = tuple(values["checks"])
+    values["datasets"] = tuple(values["datasets"])
+    for key in ("concurrency", "max_tokens", "judge_max_tokens"):
+        if values[key] < 1:
+            raise ConfigError(f"osi_{key} must be at least 1, got {values[key]}")
+    for key in ("retries", "judge_retries", "min_paraphrases"):
+        if values[key] < 0:
+            raise ConfigError(f"osi_{key} must not be negative, got {values[key]}")
+    if not 1 <= values["helpfulness_floor"] <= 4:
+        raise ConfigError(f"osi_helpfulness_floor must be between 1 and 4, got {values['helpfulness_floor']}")
+    return Settings(**values)
+
+
+def _convert(opt: _Option, raw: Any, from_cli: bool, config: pytest.Config) -> Any:
+    base = config.invocation_params.dir if from_cli else config.rootpath
+    if opt.kind in ("list", "paths"):
+        items = [part.strip() for value in (raw or []) for part in (str(value).split(",") if opt.name == "checks" else [str(value)])]
+        items = [item for item in items if item]
+        if opt.kind == "paths":
+            return [_path(item, base) for item in items]
+        return items if items or from_cli else list(opt.default)
+    if raw is None or raw == "":
+        return opt.default
+    if opt.kind == "bool":
+        return bool(raw)
+    if opt.kind == "path":
+        return _path(str(raw), base)
+    parse: Callable[[str], Any] = {"int": int, "float": float}.get(opt.kind, str)
+    try:
+        return parse(str(raw).strip())
+    except ValueError:
+        source = opt.flag if from_cli else f"ini {opt.ini}"
+        raise ConfigError(f"{source}: expected {opt.kind}, got {raw!r}") from None
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else Path(base) / path).resolve()

@@ -1,0 +1,149 @@
+"""pytest-osi's hooks. Thin on purpose: each hook delegates to the module that owns the concept."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_osi import hookspecs
+from pytest_osi.distribution import make_scheduler
+from pytest_osi.errors import ConfigError, DatasetError
+from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result  # noqa: F401 - registers the fixtures
+from pytest_osi.items import PromptSetFile, add_keywords, prompt_sets_of, upcoming_items
+from pytest_osi.options import add_options, read_settings
+from pytest_osi.reporting import RunSummary, summary_lines, write_report
+from pytest_osi.results import PromptSetResult
+from pytest_osi.session import OSI_KEY, OsiSession, osi_session
+
+SUMMARY_KEY = pytest.StashKey[RunSummary]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        settings = read_settings(config)
+        session = OsiSession.start(config, settings)
+    except (ConfigError, DatasetError) as exc:
+        raise pytest.UsageError(f"pytest-osi: {exc}") from None
+    config.stash[OSI_KEY] = session
+    config.addinivalue_line("markers", "osi: a pytest-osi prompt-set check")
+    # The session object collects graded results from reports (its own or xdist workers').
+    config.pluginmanager.register(session, "osi-session")
+    _add_datasets_to_args(config, session)
+
+
+def _add_datasets_to_args(config: pytest.Config, session: OsiSession) -> None:
+    """Collect the datasets as test files. Ini datasets join the default run (like testpaths);
+    datasets given with --osi-dataset are always collected."""
+    explicit_args = config.args_source == pytest.Config.ArgsSource.ARGS
+    if explicit_args and config.getoption("osi_datasets") is None:
+        return
+    present = {Path(os.path.abspath(a.split("::")[0])) for a in config.args}
+    for path in session.prompt_sets:
+        if path not in present and not any(p in path.parents for p in present if p.is_dir()):
+            config.args.append(str(path))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    session = osi_session(parent.config)
+    if session is not None and file_path.resolve() in session.prompt_sets:
+        return PromptSetFile.from_parent(parent, path=file_path.resolve())
+    return None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    add_keywords(item)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Schedule every selected prompt-set's calls up front (after -k/-m/--lf deselection).
+    # xdist workers schedule what they are handed instead, in pytest_runtest_setup.
+    osi = osi_session(session.config)
+    if osi is None or session.config.option.collectonly or _is_worker(session.config):
+        return
+    osi.schedule(prompt_sets_of(session.items))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    osi = osi_session(item.config)
+    if osi is not None and _is_worker(item.config):
+        osi.schedule(prompt_sets_of(upcoming_items(item.session, item)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    results: list[PromptSetResult] = getattr(item, RESULTS_ATTR, [])
+    if report.when == "teardown" and results:
+        # Plain JSON on the report: xdist serialises it to the controller unchanged.
+        report.osi_results = [r.to_dict() for r in results]
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
+    result = yield
+    osi = osi_session(session.config)
+    if osi is None or _is_worker(session.config) or not (osi.results or osi.settings.gates and osi.prompt_sets):
+        return result
+    summary = RunSummary.build(osi.settings.model, osi.settings.judge_model, list(osi.results.values()),
+                               osi.settings.gates, osi.elapsed(), osi.judge_note())
+    session.config.stash[SUMMARY_KEY] = summary
+    if summary.failed_gates:
+        # Like --cov-fail-under: a failed gate fails the run even when every item passed.
+        session.testsfailed += 1
+    return result
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    osi = osi_session(config)
+    set_ids = {s.id for sets in osi.prompt_sets.values() for s in sets} if osi else set()
+    return make_scheduler(config, log, set_ids)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    summary = config.stash.get(SUMMARY_KEY, None)
+    if summary is None:
+        return
+    terminalreporter.section("pytest-osi summary")
+    for line in summary_lines(summary):
+        terminalreporter.write_line(line, red=line.startswith("FAIL"), bold=line.startswith("FAIL"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    osi = osi_session(session.config)
+    if osi is None:
+        return
+    summary = session.config.stash.get(SUMMARY_KEY, None)
+    if summary is not None and osi.settings.report is not None:
+        write_report(osi.settings.report, summary)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    osi = osi_session(config)
+    if osi is None or not (osi.prompt_sets or osi.settings.model):
+        return []
+    return osi.header_lines()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    osi = config.stash.get(OSI_KEY, None)
+    if osi is not None:
+        osi.close()

@@ -1,0 +1,105 @@
+"""One event loop for every model and judge call of the session.
+
+The loop runs in a daemon thread, so pytest's main thread (which runs the items one after the
+other) only ever *waits* for results that are already being computed. Calls are admitted by a
+priority limiter: at most ``concurrency`` in flight, and a waiting call of an earlier prompt-set
+goes before a later one, so items finish roughly in collection order while the pipe stays full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import itertools
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class PriorityLimiter:
+    """An asyncio semaphore whose waiters are woken lowest priority value first."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._free = limit
+        self._waiters: list[tuple[Any, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self.in_flight = 0
+        self.peak = 0
+
+    async def acquire(self, priority: Any) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (priority, next(self._order), waiter))
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # Woken and cancelled in the same tick: we own a slot we will never use.
+                if waiter.done() and not waiter.cancelled():
+                    self.release()
+                raise
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    async def run(self, priority: Any, fn: Callable[[], Awaitable[T]]) -> T:
+        await self.acquire(priority)
+        try:
+            return await fn()
+        finally:
+            self.release()
+
+
+class Scheduler:
+    """Owns the loop thread; ``submit`` hands back a concurrent Future the caller can block on."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.limiter = PriorityLimiter(concurrency)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-osi-scheduler", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self, cleanup: Callable[[], Awaitable[None]] | None = None, timeout: float = 10.0) -> None:
+        """Cancel what is still running, run ``cleanup`` on the loop (closing HTTP clients must
+        happen before the loop goes away), then stop and join the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.submit(self._shutdown(cleanup)).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _shutdown(self, cleanup: Callable[[], Awaitable[None]] | None) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if cleanup is not None:
+            try:
+                await cleanup()
+            except Exception:  # noqa: BLE001 - best effort: never mask the session's own outcome
+                pass

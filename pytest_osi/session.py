@@ -1,0 +1,129 @@
+"""The per-run state of pytest-osi, created at configure time, cheap until a model is needed.
+
+It owns the loaded prompt-sets, builds the scheduler, client and evaluator lazily (so runs that
+never call a model never import litellm), and collects graded results as reports arrive --
+in-process or from xdist workers alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_osi.client import Endpoint, LLMClient, RetryPolicy, import_litellm
+from pytest_osi.data import PromptSet, load_prompt_sets, load_taxonomy
+from pytest_osi.evaluation import Evaluator
+from pytest_osi.grading import HARM, HELPFULNESS
+from pytest_osi.options import Settings
+from pytest_osi.results import PromptSetResult
+from pytest_osi.scheduler import Scheduler
+
+
+@dataclass(eq=False)  # identity-hashable: it is registered as a plugin
+class OsiSession:
+    config: pytest.Config
+    settings: Settings
+    prompt_sets: dict[Path, list[PromptSet]] = field(default_factory=dict)
+    results: dict[str, PromptSetResult] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _evaluator: Evaluator | None = None
+    _scheduler: Scheduler | None = None
+    _cleanups: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, config: pytest.Config, settings: Settings) -> OsiSession:
+        session = cls(config, settings)
+        session.load_datasets()
+        return session
+
+    def load_datasets(self) -> None:
+        """Load and validate every configured dataset now, before any item or model call."""
+        taxonomy = load_taxonomy(self.settings.taxonomy) if self.settings.taxonomy else None
+        seen: dict[str, Path] = {}
+        for path in self.settings.datasets:
+            sets = load_prompt_sets(path, min_paraphrases=self.settings.min_paraphrases, harm_domains=taxonomy)
+            for prompt_set in sets:
+                if prompt_set.id in seen and seen[prompt_set.id] != path:
+                    raise pytest.UsageError(
+                        f"{path}: prompt-set id {prompt_set.id!r} is also used in {seen[prompt_set.id]}: ids must be unique across datasets"
+                    )
+                seen[prompt_set.id] = path
+            self.prompt_sets[path] = sets
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            self._evaluator = self._build_evaluator()
+        return self._evaluator
+
+    def _build_evaluator(self) -> Evaluator:
+        s = self.settings
+        model = Endpoint(s.model, s.model_api_base) if s.model else None
+        judge = Endpoint(s.judge_model, s.judge_base) if s.judge_model else None
+        self._scheduler = Scheduler(s.concurrency)
+        client = LLMClient(RetryPolicy(attempts=s.retries + 1, timeout=s.timeout))
+        return Evaluator(s, self.config.hook, self._scheduler, client, model, judge)
+
+    def schedule(self, prompt_sets: list[PromptSet]) -> None:
+        for prompt_set in prompt_sets:
+            self.evaluator.schedule(prompt_set)
+
+    def result_for(self, prompt_set: PromptSet) -> PromptSetResult:
+        return self.evaluator.result(prompt_set)
+
+    def record(self, result: PromptSetResult) -> None:
+        self.results.setdefault(result.set_id, result)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Hook (this object is registered as a plugin): keep results that reports carry."""
+        for entry in getattr(report, "osi_results", None) or ():
+            self.record(PromptSetResult.from_dict(entry))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def judge_note(self) -> str | None:
+        s = self.settings
+        if s.judge is None and s.model is not None:
+            return f"the judge is the model under test ({s.model}); set --osi-judge to grade with an independent model"
+        return None
+
+    def header_lines(self) -> list[str]:
+        s = self.settings
+        sets = sum(len(v) for v in self.prompt_sets.values())
+        lines = [f"osi: model={s.model or '(hook)'} judge={s.judge_model or '(hook)'} "
+                 f"rubrics=harm@{HARM.version},helpfulness@{HELPFULNESS.version} concurrency={s.concurrency}"]
+        if self.prompt_sets:
+            lines.append(f"osi: {sets} prompt-set(s) from {len(self.prompt_sets)} dataset(s)")
+        note = self.judge_note()
+        if note:
+            lines.append(f"osi: NOTE: {note}")
+        return lines
+
+    def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+        if self._scheduler is not None:
+            cleanup = None
+            if "litellm" in __import__("sys").modules:
+                from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+                import_litellm()
+                cleanup = close_litellm_async_clients
+            self._scheduler.close(cleanup)
+        for callback in reversed(self._cleanups):
+            callback()
+        self._cleanups.clear()
+
+
+OSI_KEY = pytest.StashKey[OsiSession]()
+
+
+def osi_session(config: pytest.Config) -> OsiSession | None:
+    return config.stash.get(OSI_KEY, None)
