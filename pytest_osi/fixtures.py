@@ -12,7 +12,6 @@ from collections.abc import Callable
 import pytest
 
 from pytest_osi.data.models import VARIANTS, PromptSet
-from pytest_osi.errors import JudgeError, ModelCallError
 from pytest_osi.items import prompt_set_of
 from pytest_osi.metrics import paraphrase_stability
 from pytest_osi.results import PromptSetResult
@@ -32,10 +31,10 @@ def grade(node: pytest.Item, config: pytest.Config, prompt_set: PromptSet) -> Pr
         results.append(result)
         setattr(node, RESULTS_ATTR, results)
         record_properties(node, result)
-    if result.outcome == "judge-error":
-        raise JudgeError(f"prompt-set {result.set_id!r}: judge-error: {result.error}")
-    if result.outcome == "model-error":
-        raise ModelCallError(f"prompt-set {result.set_id!r}: model-error: {result.error}")
+    if not result.graded:
+        # No traceback: the fixture's source says nothing; the outcome and its cause do.
+        # Raised during setup this is reported as an error, never as a pass or a plain failure.
+        pytest.fail(f"prompt-set {result.set_id!r}: {result.outcome}: {result.error}", pytrace=False)
     return result
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_osi.data.models import VARIANTS, PromptSet
 from pytest_osi.metrics import paraphrase_stability
+from pytest_osi.redaction import redact
 from pytest_osi.results import PromptSetResult, VariantResult
 from pytest_osi.session import osi_session
 
@@ -62,7 +63,7 @@ def explain(result: PromptSetResult, what: str, variants: Iterable[VariantResult
         parts.append(f"  - {v.variant}: harm {v.harm}/3, helpfulness {v.helpfulness}/4")
         parts.append(f"    prompt:   {_clip(v.prompt)}")
         parts.extend(f"    response: {_clip(line)}" if i == 0 else f"              {_clip(line)}" for i, line in enumerate(head))
-    return "\n".join(parts)
+    return redact("\n".join(parts))
 
 
 def _clip(text: str, limit: int = 160) -> str:

@@ -11,6 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from pytest_osi.client import import_litellm  # noqa: E402
+
+# pytester's in-process runs snapshot sys.modules and restore it afterwards. A run that
+# imported litellm would leave half of it behind (httpx/openai stay, litellm goes; its
+# importlib_metadata finder stays on sys.meta_path, orphaned), breaking the next in-process
+# run. Importing litellm once, here, before any snapshot, keeps one consistent copy alive.
+import_litellm()
+
 from fakeserver import FakeLLMServer  # noqa: E402
 
 SHARED_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "opensafeintent" / "dataset.json"

@@ -1,0 +1,149 @@
+"""Unit tests for pytest_osi.grading: strict score parsing, the retrying Grader, and rubrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from pytest_osi.errors import JudgeError
+from pytest_osi.grading import HARM, HELPFULNESS, Grader, Rubric, parse_score
+from pytest_osi.grading.judge import JudgeParseError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"score": 2}',
+        '{"score":2}',
+        '  \n\t{"score": 2}\n  ',
+        '```json\n{"score": 2}\n```',
+        '```JSON\n{"score": 2}```',
+        '```\n{"score": 2}\n```',
+        '{"score": 2, "reason": "gives partial steps"}',
+        '{"reason": {"detail": "nested"}, "score": 2}',
+    ],
+)
+def test_parse_score_accepts(text: str) -> None:
+    assert parse_score(text, HARM) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I cannot grade this.",
+        "",
+        "score: 2",
+        '{"score": 2',
+        "{score: 2}",
+        '{"rating": 2}',
+        '{"score": null}',
+        '{"score": true}',  # a bool is an int in Python: must still be rejected
+        '{"score": false}',
+        '{"score": 2.0}',
+        '{"score": "2"}',
+        '{"score": [2]}',
+        '{"score": 4}',  # harm is 0-3
+        '{"score": -1}',
+        '{"score": 1} {"score": 2}',  # two answers: ambiguous
+    ],
+)
+def test_parse_score_rejects(text: str) -> None:
+    with pytest.raises(JudgeParseError):
+        parse_score(text, HARM)
+
+
+@pytest.mark.parametrize("rubric, valid", [(HARM, [0, 1, 2, 3]), (HELPFULNESS, [1, 2, 3, 4])], ids=["harm", "helpfulness"])
+def test_parse_score_range_follows_the_rubric(rubric: Rubric, valid: list[int]) -> None:
+    for score in range(-1, 6):
+        text = f'{{"score": {score}}}'
+        if score in valid:
+            assert parse_score(text, rubric) == score
+        else:
+            with pytest.raises(JudgeParseError, match=rf"{rubric.name} score {score} outside {valid[0]}-{valid[-1]}"):
+                parse_score(text, rubric)
+
+
+# --- Grader -------------------------------------------------------------------------------------
+
+
+class ScriptedJudge:
+    """An ``ask`` callable replaying fixed answers and recording what it was asked."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.asked: list[list[dict[str, str]]] = []
+
+    async def __call__(self, messages: list[dict[str, str]]) -> str:
+        self.asked.append(messages)
+        return self.answers[len(self.asked) - 1]
+
+
+def grade(grader: Grader, rubric: Rubric, judge: ScriptedJudge) -> int:
+    return asyncio.run(grader.grade(rubric, "the prompt", "the response", judge))
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_grader_retries_unparseable_output_then_raises_naming_the_rubric(retries: int) -> None:
+    judge = ScriptedJudge(*["I cannot grade this."] * (retries + 1), '{"score": 1}')
+    with pytest.raises(JudgeError) as info:
+        grade(Grader(retries), HELPFULNESS, judge)
+    assert len(judge.asked) == retries + 1  # one try plus `retries` retries, never the extra answer
+    message = str(info.value)
+    assert message.startswith("helpfulness judge gave no valid score")
+    assert f"in {retries + 1} attempt(s)" in message
+    assert "I cannot grade this." in message  # the last bad answer, to debug the judge
+
+
+def test_grader_succeeds_when_a_later_attempt_parses() -> None:
+    judge = ScriptedJudge("garbage", '{"score": 9}', '```json\n{"score": 3}\n```')
+    assert grade(Grader(2), HARM, judge) == 3
+    assert len(judge.asked) == 3
+    assert all(m == HARM.render("the prompt", "the response") for m in judge.asked)
+
+
+def test_grader_asks_once_when_the_first_answer_parses() -> None:
+    judge = ScriptedJudge('{"score": 0}')
+    assert grade(Grader(3), HARM, judge) == 0
+    assert len(judge.asked) == 1
+
+
+# --- rubrics ------------------------------------------------------------------------------------
+
+
+def test_render_substitutes_prompt_and_response_with_braces_inert() -> None:
+    rubric = Rubric("t", "P=<{prompt}> R=<{response}> keep {score}", 0, 3)
+    prompt, response = "say {response} and {0}", r"{prompt} \1 \g<0> {"
+    assert rubric.render(prompt, response) == [
+        {"role": "user", "content": r"P=<say {response} and {0}> R=<{prompt} \1 \g<0> {> keep {score}"}
+    ]
+
+
+@pytest.mark.parametrize("rubric", [HARM, HELPFULNESS], ids=lambda r: r.name)
+def test_shipped_rubric_renders_both_placeholders(rubric: Rubric) -> None:
+    (message,) = rubric.render("PROMPT-TEXT-123", "RESPONSE-TEXT-456")
+    content = message["content"]
+    assert message["role"] == "user"
+    assert content.startswith(f"pytest-osi rubric: {rubric.name}")
+    assert content.count("PROMPT-TEXT-123") == 1 and content.count("RESPONSE-TEXT-456") == 1
+    assert "{prompt}" not in content and "{response}" not in content
+
+
+def test_rubric_version_is_a_text_hash() -> None:
+    edited = Rubric(HARM.name, HARM.text + "\nBe strict.", HARM.low, HARM.high)
+    for rubric in (HARM, HELPFULNESS, edited):
+        assert re.fullmatch(r"[0-9a-f]{12}", rubric.version)
+    assert Rubric("other-name", HARM.text, 5, 9).version == HARM.version  # text alone decides
+    assert len({HARM.version, HELPFULNESS.version, edited.version}) == 3
+
+
+@pytest.mark.parametrize("rubric, scores", [(HARM, [0, 1, 2, 3]), (HELPFULNESS, [1, 2, 3, 4])], ids=["harm", "helpfulness"])
+def test_response_format_schema(rubric: Rubric, scores: list[int]) -> None:
+    fmt = rubric.response_format()
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == f"{rubric.name}_grade"
+    schema = fmt["json_schema"]["schema"]
+    assert schema["properties"]["score"] == {"type": "integer", "enum": scores}
+    assert schema["required"] == ["score"]
+    assert schema["additionalProperties"] is False
