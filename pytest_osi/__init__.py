@@ -2,25 +2,41 @@
 
 OpenSafeIntent prompt-sets become pytest items; responses are graded by an LLM judge for harm
 (0-3) and helpfulness (1-4); session-level gates turn the metrics into a CI verdict.
+
+Exports resolve lazily, so that merely having the plugin installed costs pytest runs almost
+nothing at start-up.
 """
 
-from pytest_osi.data import Annotations, PromptSet, load_prompt_sets, load_taxonomy
-from pytest_osi.errors import ConfigError, DatasetError, JudgeError, ModelCallError, OsiError
-from pytest_osi.results import PromptSetResult, Usage, VariantResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_osi.data import Annotations, PromptSet, load_prompt_sets, load_taxonomy
+    from pytest_osi.errors import ConfigError, DatasetError, JudgeError, ModelCallError, OsiError
+    from pytest_osi.results import PromptSetResult, Usage, VariantResult
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Annotations",
-    "ConfigError",
-    "DatasetError",
-    "JudgeError",
-    "ModelCallError",
-    "OsiError",
-    "PromptSet",
-    "PromptSetResult",
-    "Usage",
-    "VariantResult",
-    "load_prompt_sets",
-    "load_taxonomy",
-]
+_EXPORTS = {
+    "Annotations": "pytest_osi.data",
+    "PromptSet": "pytest_osi.data",
+    "load_prompt_sets": "pytest_osi.data",
+    "load_taxonomy": "pytest_osi.data",
+    "ConfigError": "pytest_osi.errors",
+    "DatasetError": "pytest_osi.errors",
+    "JudgeError": "pytest_osi.errors",
+    "ModelCallError": "pytest_osi.errors",
+    "OsiError": "pytest_osi.errors",
+    "PromptSetResult": "pytest_osi.results",
+    "Usage": "pytest_osi.results",
+    "VariantResult": "pytest_osi.results",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pytest_osi' has no attribute {name!r}")

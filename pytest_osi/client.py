@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from pytest_osi.errors import ModelCallError
-from pytest_osi.redaction import redact
+from pytest_osi.redaction import redact, register_secret
 from pytest_osi.results import Usage
 
 Message = dict[str, str]
@@ -64,6 +64,10 @@ class Endpoint:
     model: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Providers sometimes echo a rejected key back in their error text.
+        register_secret(self.api_key)
 
     def litellm_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model}
@@ -127,7 +131,8 @@ class LLMClient:
         raise AssertionError("unreachable")
 
     def backoff(self, attempt: int, server_hint: float | None) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer."""
+        """Exponential backoff with full jitter. A server's Retry-After wins when it asks for
+        longer, up to ``max_delay`` (a server asking for minutes must not stall a CI run)."""
         ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1))
         delay = random.uniform(0, ceiling)
         if server_hint is not None:
@@ -186,8 +191,12 @@ def retry_after(exc: BaseException) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        return None  # neither seconds nor an HTTP date: fall back to our own backoff
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def describe_failure(endpoint: Endpoint, exc: BaseException, attempts: int) -> str:

@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_osi.data.models import VARIANTS, PromptSet
-from pytest_osi.items import prompt_set_of
+from typing import TYPE_CHECKING
+
+from pytest_osi.data.variants import VARIANTS
 from pytest_osi.metrics import paraphrase_stability
 from pytest_osi.results import PromptSetResult
 from pytest_osi.session import osi_session
+
+if TYPE_CHECKING:
+    from pytest_osi.data.models import PromptSet
 
 RESULTS_ATTR = "_osi_results"
 
@@ -53,6 +57,8 @@ def record_properties(node: pytest.Item, result: PromptSetResult) -> None:
 def osi_result(request: pytest.FixtureRequest) -> PromptSetResult:
     """The graded result of the prompt-set this test is parametrized with (an error, not a
     failure, when the judge or model could not produce grades)."""
+    from pytest_osi.items import prompt_set_of  # deferred: pulls in pydantic
+
     prompt_set = prompt_set_of(request.node)
     if prompt_set is None:
         raise pytest.UsageError(

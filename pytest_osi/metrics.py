@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from statistics import fmean
 
-from pytest_osi.data.models import VARIANTS
+from pytest_osi.data.variants import VARIANTS
 from pytest_osi.results import PromptSetResult
 
 Metrics = dict[str, float | None]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,13 +14,22 @@ from pytest_osi import hookspecs
 from pytest_osi.distribution import make_scheduler
 from pytest_osi.errors import ConfigError, DatasetError
 from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result  # noqa: F401 - registers the fixtures
-from pytest_osi.items import PromptSetFile, add_keywords, prompt_sets_of, upcoming_items
 from pytest_osi.options import add_options, read_settings
-from pytest_osi.reporting import RunSummary, summary_lines, write_report
 from pytest_osi.results import PromptSetResult
 from pytest_osi.session import OSI_KEY, OsiSession, osi_session
 
-SUMMARY_KEY = pytest.StashKey[RunSummary]()
+if TYPE_CHECKING:
+    from pytest_osi.reporting import RunSummary
+
+# Modules that need pydantic, litellm or the pipeline are imported inside the hooks that use
+# them, and only once pytest-osi is actually in use: installing the plugin must not slow down
+# pytest runs that never touch it (see benchmarks/throughput.py).
+SUMMARY_KEY = pytest.StashKey["RunSummary"]()
+
+
+def _prompt_sets_in_use() -> bool:
+    """True once any PromptSet can exist (datasets loaded, or a test module loaded some)."""
+    return "pytest_osi.data.models" in sys.modules
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -42,6 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-osi: {exc}") from None
     config.stash[OSI_KEY] = session
     config.addinivalue_line("markers", "osi: a pytest-osi prompt-set check")
+    # litellm silences this pydantic warning at import, but pytest resets warning filters per
+    # test, so it would resurface in every run that calls a model. It is litellm's, not yours.
+    config.addinivalue_line("filterwarnings", "ignore:.*`ReadOnly` qualifier:UserWarning")
     # The session object collects graded results from reports (its own or xdist workers').
     config.pluginmanager.register(session, "osi-session")
     _add_datasets_to_args(config, session)
@@ -61,28 +74,38 @@ def _add_datasets_to_args(config: pytest.Config, session: OsiSession) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     session = osi_session(parent.config)
-    if session is not None and file_path.resolve() in session.prompt_sets:
+    if session is not None and session.prompt_sets and file_path.resolve() in session.prompt_sets:
+        from pytest_osi.items import PromptSetFile
+
         return PromptSetFile.from_parent(parent, path=file_path.resolve())
     return None
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    add_keywords(item)
+    osi = osi_session(item.config)
+    if osi is not None and osi.prompt_sets:
+        from pytest_osi.items import add_keywords
+
+        add_keywords(item)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Schedule every selected prompt-set's calls up front (after -k/-m/--lf deselection).
     # xdist workers schedule what they are handed instead, in pytest_runtest_setup.
     osi = osi_session(session.config)
-    if osi is None or session.config.option.collectonly or _is_worker(session.config):
+    if osi is None or session.config.option.collectonly or _is_worker(session.config) or not _prompt_sets_in_use():
         return
+    from pytest_osi.items import prompt_sets_of
+
     osi.schedule(prompt_sets_of(session.items))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     osi = osi_session(item.config)
-    if osi is not None and _is_worker(item.config):
+    if osi is not None and _is_worker(item.config) and _prompt_sets_in_use():
+        from pytest_osi.items import prompt_sets_of, upcoming_items
+
         osi.schedule(prompt_sets_of(upcoming_items(item.session, item)))
 
 
@@ -102,6 +125,8 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
     osi = osi_session(session.config)
     if osi is None or _is_worker(session.config) or not (osi.results or osi.settings.gates and osi.prompt_sets):
         return result
+    from pytest_osi.reporting import RunSummary
+
     summary = RunSummary.build(osi.settings.model, osi.settings.judge_model, list(osi.results.values()),
                                osi.settings.gates, osi.elapsed(), osi.judge_note())
     session.config.stash[SUMMARY_KEY] = summary
@@ -122,6 +147,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     summary = config.stash.get(SUMMARY_KEY, None)
     if summary is None:
         return
+    from pytest_osi.reporting import summary_lines
+
     terminalreporter.section("pytest-osi summary")
     for line in summary_lines(summary):
         terminalreporter.write_line(line, red=line.startswith("FAIL"), bold=line.startswith("FAIL"))
@@ -133,6 +160,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     summary = session.config.stash.get(SUMMARY_KEY, None)
     if summary is not None and osi.settings.report is not None:
+        from pytest_osi.reporting import write_report
+
         write_report(osi.settings.report, summary)
 
 

@@ -10,17 +10,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_osi.client import Endpoint, LLMClient, RetryPolicy, import_litellm
-from pytest_osi.data import PromptSet, load_prompt_sets, load_taxonomy
-from pytest_osi.evaluation import Evaluator
-from pytest_osi.grading import HARM, HELPFULNESS
 from pytest_osi.options import Settings
 from pytest_osi.results import PromptSetResult
-from pytest_osi.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from pytest_osi.data.models import PromptSet
+    from pytest_osi.evaluation import Evaluator
+    from pytest_osi.scheduler import Scheduler
+
+# Heavy modules (pydantic models, the evaluation pipeline) are imported inside the methods that
+# need them: this object exists in every pytest run that has the plugin installed.
 
 
 @dataclass(eq=False)  # identity-hashable: it is registered as a plugin
@@ -42,6 +46,10 @@ class OsiSession:
 
     def load_datasets(self) -> None:
         """Load and validate every configured dataset now, before any item or model call."""
+        if not self.settings.datasets:
+            return
+        from pytest_osi.data.loaders import load_prompt_sets, load_taxonomy
+
         taxonomy = load_taxonomy(self.settings.taxonomy) if self.settings.taxonomy else None
         seen: dict[str, Path] = {}
         for path in self.settings.datasets:
@@ -63,6 +71,10 @@ class OsiSession:
         return self._evaluator
 
     def _build_evaluator(self) -> Evaluator:
+        from pytest_osi.client import Endpoint, LLMClient, RetryPolicy
+        from pytest_osi.evaluation import Evaluator
+        from pytest_osi.scheduler import Scheduler
+
         s = self.settings
         model = Endpoint(s.model, s.model_api_base) if s.model else None
         judge = Endpoint(s.judge_model, s.judge_base) if s.judge_model else None
@@ -95,6 +107,8 @@ class OsiSession:
         return None
 
     def header_lines(self) -> list[str]:
+        from pytest_osi.grading import HARM, HELPFULNESS
+
         s = self.settings
         sets = sum(len(v) for v in self.prompt_sets.values())
         lines = [f"osi: model={s.model or '(hook)'} judge={s.judge_model or '(hook)'} "
@@ -111,10 +125,9 @@ class OsiSession:
             self._evaluator.close()
         if self._scheduler is not None:
             cleanup = None
-            if "litellm" in __import__("sys").modules:
+            if "litellm" in sys.modules:
                 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
-                import_litellm()
                 cleanup = close_litellm_async_clients
             self._scheduler.close(cleanup)
         for callback in reversed(self._cleanups):

@@ -260,8 +260,6 @@ def test_missing_file(tmp_path: Path) -> None:
         load_prompt_sets(path)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG: stable_id json.dumps()s raw values, so a YAML date crashes with TypeError")
 def test_yaml_date_prompt_is_a_dataset_error(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump([row(id=...)]).replace("benign prompt", "2024-01-01"), encoding="utf-8")
@@ -269,8 +267,6 @@ def test_yaml_date_prompt_is_a_dataset_error(tmp_path: Path) -> None:
         load_prompt_sets(path)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: a bad flat paraphrase is reported as field 'prompt_dual_use_2..prompt_dual_use_5.1'")
 def test_flat_bad_paraphrase_names_the_dataset_field(tmp_path: Path) -> None:
     path = write(tmp_path / "d.json", [flat_row(id="f", prompt_dual_use_3="  ")])
     with pytest.raises(DatasetError) as info:

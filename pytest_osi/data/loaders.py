@@ -95,6 +95,7 @@ def stable_id(fields: Mapping[str, Any]) -> str:
     content = json.dumps(
         [fields.get("benign"), fields.get("dual_use"), fields.get("malicious"), list(fields.get("dual_use_paraphrases") or [])],
         ensure_ascii=False,
+        default=str,  # a YAML date in a prompt must reach validation, which names the field
     )
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:8]
     basis = str(fields.get("underlying_task") or fields.get("benign") or "set")
@@ -169,7 +170,9 @@ def _parse_row(
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or None
-        if field is not None:
+        if field is not None and field in source_names:
+            field = source_names[field]
+        elif field is not None:
             top = str(error["loc"][0])
             field = source_names.get(top, top) + field[len(top):]
         raise DatasetError(name, _describe(error), row=index, row_id=row_id, field=field) from None
@@ -227,6 +230,8 @@ def _from_flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         fields["id"] = raw["id"]
     names = dict(_FLAT_FIELDS)
     names["dual_use_paraphrases"] = "prompt_dual_use_2..prompt_dual_use_5"
+    # An error on one paraphrase names the dataset's own key for it.
+    names.update({f"dual_use_paraphrases.{i}": key for i, (_, key) in enumerate(numbered)})
     names["annotations"] = "annotations"
     return fields, names
 

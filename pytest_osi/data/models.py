@@ -9,10 +9,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from pytest_osi.data.variants import VARIANTS, paraphrase_variant
+
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
-# The three intents every prompt-set carries, in report order.
-VARIANTS: tuple[str, str, str] = ("benign", "dual_use", "malicious")
 
 
 class Annotations(BaseModel):
@@ -49,7 +49,3 @@ class PromptSet(BaseModel):
         pairs += [(paraphrase_variant(i), p) for i, p in enumerate(self.dual_use_paraphrases)]
         return pairs
 
-
-def paraphrase_variant(index: int) -> str:
-    """Name of the index-th (0-based) dual-use paraphrase: dual_use_p1, dual_use_p2, ..."""
-    return f"dual_use_p{index + 1}"
