@@ -1,0 +1,119 @@
+"""Throughput and start-up benchmarks for pytest-osi. Prints measurements and ratios.
+
+1. Grading throughput: every prompt-set of the published OpenSafeIntent dataset (700 sets,
+   4,900 prompts -> 4,900 generations + 9,800 judge calls) through the real litellm path
+   against the scripted server (tests/fakeserver.py) with 200 ms latency per call, at
+   concurrency 32. Prints wall time, the floor (calls x latency / concurrency) and their
+   ratio. Target: ratio <= 1.15.
+2. Plugin import cost: `pytest --co` of a trivial suite with the plugin vs `-p no:osi`.
+   Target: under 30 ms difference (median of several runs).
+
+Usage: python benchmarks/throughput.py [--dataset PATH] [--sets N] [--latency S] [--concurrency N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "opensafeintent" / "dataset.json"
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--latency", str(latency)],
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    return proc, f"http://127.0.0.1:{line[1]}/v1"
+
+
+def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
+    from pytest_osi.client import Endpoint, LLMClient, RetryPolicy, import_litellm
+    from pytest_osi.data import load_prompt_sets
+    from pytest_osi.evaluation import Evaluator
+    from pytest_osi.options import Settings
+    from pytest_osi.scheduler import Scheduler
+
+    import_litellm()  # paid once by any real run; not part of the throughput measurement
+    prompt_sets = load_prompt_sets(dataset)[:sets]
+    proc, api_base = start_server(latency)
+    scheduler = Scheduler(concurrency)
+    try:
+        settings = Settings(concurrency=concurrency)
+
+        class NoHooks:  # the benchmark measures the LLM path, so no hook implementations
+            def __getattr__(self, name: str) -> object:
+                return _NoImpl()
+
+        evaluator = Evaluator(settings, NoHooks(), scheduler, LLMClient(RetryPolicy(timeout=30)),
+                              Endpoint("model-under-test", api_base), Endpoint("judge", api_base))
+        start = time.perf_counter()
+        futures = [evaluator.schedule(s) for s in prompt_sets]
+        results = [f.result() for f in futures]
+        wall = time.perf_counter() - start
+    finally:
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        scheduler.close(close_litellm_async_clients)
+        proc.terminate()
+        proc.wait()
+    calls = sum(r.usage.calls for r in results)
+    floor = calls * latency / concurrency
+    graded = sum(r.graded for r in results)
+    print(f"throughput: {len(prompt_sets)} sets, {calls} calls, graded {graded}, latency {latency * 1000:.0f} ms, "
+          f"concurrency {concurrency}")
+    print(f"throughput: wall {wall:.1f} s, floor {floor:.1f} s, ratio {wall / floor:.3f} (target <= 1.15), "
+          f"peak in flight {scheduler.limiter.peak}")
+
+
+class _NoImpl:
+    def get_hookimpls(self) -> list[object]:
+        return []
+
+
+def startup(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "test_trivial.py").write_text("def test_one():\n    pass\n")
+        base = [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"]
+
+        def timed(extra: list[str]) -> float:
+            start = time.perf_counter()
+            subprocess.run(base + extra, cwd=tmp, check=True, capture_output=True)
+            return time.perf_counter() - start
+
+        timed([])  # warm the file-system cache
+        with_plugin, without = [], []
+        for _ in range(runs):  # interleave so drift hits both sides alike
+            with_plugin.append(timed([]))
+            without.append(timed(["-p", "no:osi"]))
+    a, b = statistics.median(with_plugin), statistics.median(without)
+    print(f"startup: pytest --co median with plugin {a * 1000:.0f} ms, with -p no:osi {b * 1000:.0f} ms, "
+          f"difference {(a - b) * 1000:.0f} ms (target < 30 ms), ratio {a / b:.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--sets", type=int, default=None, help="use only the first N sets")
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--startup-runs", type=int, default=9)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    startup(args.startup_runs)
+    if not args.skip_throughput:
+        if not args.dataset.exists():
+            print(f"throughput: skipped, dataset not found at {args.dataset}")
+        else:
+            throughput(args.dataset, args.sets, args.latency, args.concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
