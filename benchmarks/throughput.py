@@ -2,9 +2,13 @@
 
 1. Grading throughput: every prompt-set of the published OpenSafeIntent dataset (700 sets,
    4,900 prompts -> 4,900 generations + 9,800 judge calls) through the real litellm path
-   against the scripted server (tests/fakeserver.py) with 200 ms latency per call, at
-   concurrency 32. Prints wall time, the floor (calls x latency / concurrency) and their
-   ratio. Target: ratio <= 1.15.
+   against the scripted server (tests/fakeserver.py) with 200 ms latency per call, 32 calls in
+   flight. Prints wall time, the floor (calls x latency / concurrency) and their ratio.
+   Target: ratio <= 1.15. Measured two ways:
+   - pytest: the real product path, `pytest --osi-dataset=... -n 2 --osi-concurrency=16`
+     (2 workers x 16 = 32 in flight), wall time of the whole pytest process;
+   - engine: the evaluation pipeline alone in one process at concurrency 32 -- litellm costs
+     ~5 ms of CPU per call, so one process tops out near 190 calls/s, which this shows.
 2. Plugin import cost: `pytest --co` of a trivial suite with the plugin vs `-p no:osi`.
    Target: under 30 ms difference (median of several runs).
 
@@ -27,10 +31,40 @@ DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "opensafeintent" / "data
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     return proc, f"http://127.0.0.1:{line[1]}/v1"
+
+
+def throughput_pytest(dataset: Path, latency: float, concurrency: int, workers: int) -> None:
+    """The whole product: collection, items, xdist, grading, summary, report."""
+    import json
+
+    proc, api_base = start_server(latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp, "report.json")
+            args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
+                    f"--osi-dataset={dataset}", "--osi-model=model-under-test", f"--osi-model-api-base={api_base}",
+                    "--osi-judge=judge", f"--osi-judge-api-base={api_base}", f"--osi-report={report}",
+                    f"--osi-concurrency={concurrency // workers}"]
+            start = time.perf_counter()
+            run = subprocess.run(args, cwd=tmp, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            if not report.exists():
+                print(run.stdout[-3000:], run.stderr[-3000:])
+                raise SystemExit("pytest run wrote no report")
+            data = json.loads(report.read_text())
+    finally:
+        proc.terminate()
+        proc.wait()
+    calls = data["usage"]["calls"]
+    floor = calls * latency / concurrency
+    print(f"throughput[pytest -n {workers}]: {data['counts']['graded']} sets graded, {calls} calls, "
+          f"{concurrency} in flight, latency {latency * 1000:.0f} ms, exit {run.returncode}")
+    print(f"throughput[pytest -n {workers}]: wall {wall:.1f} s (whole pytest process), floor {floor:.1f} s, "
+          f"ratio {wall / floor:.3f} (target <= 1.15)")
 
 
 def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
@@ -66,9 +100,9 @@ def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int
     calls = sum(r.usage.calls for r in results)
     floor = calls * latency / concurrency
     graded = sum(r.graded for r in results)
-    print(f"throughput: {len(prompt_sets)} sets, {calls} calls, graded {graded}, latency {latency * 1000:.0f} ms, "
-          f"concurrency {concurrency}")
-    print(f"throughput: wall {wall:.1f} s, floor {floor:.1f} s, ratio {wall / floor:.3f} (target <= 1.15), "
+    print(f"throughput[engine, 1 process]: {len(prompt_sets)} sets, {calls} calls, graded {graded}, "
+          f"latency {latency * 1000:.0f} ms, concurrency {concurrency}")
+    print(f"throughput[engine, 1 process]: wall {wall:.1f} s, floor {floor:.1f} s, ratio {wall / floor:.3f}, "
           f"peak in flight {scheduler.limiter.peak}")
 
 
@@ -104,14 +138,18 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--startup-runs", type=int, default=9)
+    parser.add_argument("--workers", type=int, default=2, help="xdist workers for the pytest measurement")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-engine", action="store_true", help="skip the single-process engine measurement")
     args = parser.parse_args()
     startup(args.startup_runs)
     if not args.skip_throughput:
         if not args.dataset.exists():
             print(f"throughput: skipped, dataset not found at {args.dataset}")
         else:
-            throughput(args.dataset, args.sets, args.latency, args.concurrency)
+            throughput_pytest(args.dataset, args.latency, args.concurrency, args.workers)
+            if not args.skip_engine:
+                throughput(args.dataset, args.sets, args.latency, args.concurrency)
     return 0
 
 

@@ -4,6 +4,10 @@ The checks of one prompt-set share the same model and judge calls. Under xdist's
 ``--dist load`` they would be spread over workers and every worker would pay for the same calls.
 This scheduler is xdist's LoadScope scheduling with the prompt-set as the scope: a set's items
 go to one worker together, sets are balanced across workers, other tests stay one per unit.
+
+LoadScope hands a worker new work only when it has two or fewer items left. A worker can only
+schedule model calls for sets it has been handed, so that would cap it at one or two sets in
+flight; this scheduler keeps ``lookahead`` items queued per worker instead.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ def prompt_set_scope(nodeid: str, set_ids: Collection[str]) -> str:
     return nodeid
 
 
-def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str]) -> Any:
+def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str], lookahead: int = 48) -> Any:
     """A scheduler for ``-n`` runs with pytest-osi items, or None to leave xdist's choice alone
     (only the default ``load`` distribution is replaced; an explicit --dist mode is respected
     as long as it is not 'load')."""
@@ -35,5 +39,10 @@ def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str]) ->
     class PromptSetScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             return prompt_set_scope(nodeid, set_ids)
+
+        def _reschedule(self, node: Any) -> None:
+            super()._reschedule(node)  # also shuts the node down once the queue is empty
+            while self.workqueue and not node.shutting_down and self._pending_of(self.assigned_work[node]) < lookahead:
+                self._assign_work_unit(node)
 
     return PromptSetScheduling(config, log)

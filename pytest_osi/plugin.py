@@ -140,7 +140,9 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     osi = osi_session(config)
     set_ids = {s.id for sets in osi.prompt_sets.values() for s in sets} if osi else set()
-    return make_scheduler(config, log, set_ids)
+    # Enough queued items per worker to keep its share of the concurrency busy (3 checks a set).
+    lookahead = 3 * osi.settings.concurrency if osi else 48
+    return make_scheduler(config, log, set_ids, lookahead)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
