@@ -46,13 +46,15 @@ class _Tally:
 
 class Evaluator:
     def __init__(self, settings: Settings, hook: Any, scheduler: Scheduler, client: LLMClient,
-                 model: Endpoint | None, judge: Endpoint | None) -> None:
+                 model: Endpoint | None, judge: Endpoint | None,
+                 judge_format: Callable[[Rubric], dict[str, Any] | None] = lambda rubric: None) -> None:
         self.settings = settings
         self._hook = hook
         self._scheduler = scheduler
         self._client = client
         self._model = model
         self._judge = judge
+        self._judge_format = judge_format  # constrained-decoding request, in the judge's dialect
         self._grader = Grader(settings.judge_retries)
         self._futures: dict[str, concurrent.futures.Future[PromptSetResult]] = {}
         self._lock = threading.Lock()
@@ -137,7 +139,7 @@ class Evaluator:
         judge = self._judge
         if judge is None:
             raise ModelCallError("no judge: pass --osi-judge=MODEL or set osi_judge in the ini file")
-        response_format = rubric.response_format() if self.settings.judge_json_schema else None
+        response_format = self._judge_format(rubric)
 
         async def ask(messages: list[Message]) -> str:
             completion = await self._client.complete(

