@@ -257,6 +257,11 @@ def server_command(model: Path, port: int, *, n_ctx: int = DEFAULT_N_CTX,
         "--logits_all", "false",
         # Requests are served one at a time; don't let a new one cut a streaming one short.
         "--interrupt_requests", "false",
+        # Keep prompt states in RAM and resume from the longest cached prefix: every judge call
+        # starts with one of two ~300-token rubrics, which otherwise cost ~2 s each to re-read
+        # here (measured: harm/helpfulness calls 2.2-2.7 s without, 1.1 s with).
+        "--cache", "true",
+        "--cache_size", str(512 << 20),
     ]
 
 
