@@ -176,22 +176,16 @@ def _parse_row(
             top = str(error["loc"][0])
             field = source_names.get(top, top) + field[len(top):]
         raise DatasetError(name, _describe(error), row=index, row_id=row_id, field=field) from None
-    if len(prompt_set.dual_use_paraphrases) < min_paraphrases:
-        raise DatasetError(
-            name,
-            f"has {len(prompt_set.dual_use_paraphrases)} dual-use paraphrases, {min_paraphrases} required",
-            row=index,
-            row_id=prompt_set.id,
-            field=source_names.get("dual_use_paraphrases", "dual_use_paraphrases"),
-        )
+
+    def reject(field: str, problem: str) -> DatasetError:
+        return DatasetError(name, problem, row=index, row_id=prompt_set.id, field=source_names.get(field, field))
+
+    count = len(prompt_set.dual_use_paraphrases)
+    if count < min_paraphrases:
+        raise reject("dual_use_paraphrases", f"has {count} dual-use paraphrases, {min_paraphrases} required")
     if allowed is not None and prompt_set.harm_domain not in allowed:
-        raise DatasetError(
-            name,
-            f"unknown harm domain {prompt_set.harm_domain!r}; the taxonomy allows: {', '.join(sorted(allowed))}",
-            row=index,
-            row_id=prompt_set.id,
-            field=source_names.get("harm_domain", "harm_domain"),
-        )
+        raise reject("harm_domain", f"unknown harm domain {prompt_set.harm_domain!r}; "
+                                    f"the taxonomy allows: {', '.join(sorted(allowed))}")
     return prompt_set
 
 
