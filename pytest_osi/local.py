@@ -43,8 +43,7 @@ from typing import IO, Any
 
 from pytest_osi.errors import ConfigError, OsiError
 
-LOCAL = "local"
-"""The model string users pass: ``--osi-model=local``, ``--osi-judge=local``."""
+from pytest_osi.options import LOCAL  # noqa: E402 - the model string users pass (re-exported)
 
 MODEL_ALIAS = "smollm2"
 """The name the server answers to, fixed so the litellm model string is stable."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_osi.options import Settings
+from pytest_osi.options import LOCAL, Settings
 from pytest_osi.results import PromptSetResult
 
 if TYPE_CHECKING:
@@ -91,8 +91,6 @@ class OsiSession:
 
     @property
     def uses_local(self) -> bool:
-        from pytest_osi.local import LOCAL
-
         return LOCAL in (self.settings.model, self.settings.judge_model)
 
     @property
@@ -103,7 +101,7 @@ class OsiSession:
 
     def _endpoint(self, name: str | None, api_base: str | None) -> Any:
         from pytest_osi.client import Endpoint
-        from pytest_osi.local import LOCAL, model_string
+        from pytest_osi.local import model_string
 
         if name is None:
             return None
@@ -125,7 +123,7 @@ class OsiSession:
     def _judge_format(self) -> Any:
         """Constrained decoding for the judge: on by default for the local judge (it uses
         llama.cpp's dialect), opt-in with --osi-judge-json-schema for others."""
-        from pytest_osi.local import LOCAL, to_local_response_format
+        from pytest_osi.local import to_local_response_format
 
         wanted = self.settings.judge_json_schema
         if self.settings.judge_model == LOCAL and wanted is not False:
@@ -153,8 +151,6 @@ class OsiSession:
         return time.monotonic() - self.started
 
     def judge_note(self) -> str | None:
-        from pytest_osi.local import LOCAL
-
         s = self.settings
         if s.judge_model == LOCAL:
             return ("the local judge (SmolLM2-135M) is a demonstration judge, not a trustworthy one: "

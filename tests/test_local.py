@@ -131,6 +131,7 @@ def test_server_command_pins_alias_address_and_threads() -> None:
         "--model": "/m/model.gguf", "--model_alias": "smollm2", "--host": "127.0.0.1",
         "--port": "4321", "--n_ctx": "4096", "--n_threads": "2", "--n_threads_batch": "2",
         "--logits_all": "false", "--interrupt_requests": "false",
+        "--cache": "true", "--cache_size": str(512 << 20),  # judge rubric prefixes stay cached
     }
 
 
