@@ -120,16 +120,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if osi is not None and _is_worker(item.config) and _prompt_sets_in_use():
         from pytest_osi.items import prompt_sets_of, upcoming_items
 
-        osi.schedule(prompt_sets_of(upcoming_items(item.session, item)))
+        sets = prompt_sets_of(upcoming_items(item.session, item))
+        if sets:
+            _start_evaluation(osi)
+            osi.schedule(sets)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
+    osi = osi_session(item.config)
     results: list[PromptSetResult] = getattr(item, RESULTS_ATTR, [])
-    if report.when == "teardown" and results:
-        # Plain JSON on the report: xdist serialises it to the controller unchanged.
-        report.osi_results = [r.to_dict() for r in results]
+    if report.when == "teardown" and results and osi is not None:
+        # Plain JSON on the report: xdist serialises it to the controller unchanged. Each
+        # set's result travels once, not once per check.
+        unsent = osi.take_unsent(results)
+        if unsent:
+            report.osi_results = [r.to_dict() for r in unsent]
     return report
 
 

@@ -40,6 +40,7 @@ class OsiSession:
     _scheduler: Scheduler | None = None
     _cleanups: list[Any] = field(default_factory=list)
     _local: Any = None
+    _sent: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, config: pytest.Config, settings: Settings) -> OsiSession:
@@ -138,6 +139,12 @@ class OsiSession:
 
     def result_for(self, prompt_set: PromptSet) -> PromptSetResult:
         return self.evaluator.result(prompt_set)
+
+    def take_unsent(self, results: list[PromptSetResult]) -> list[PromptSetResult]:
+        """The results not yet attached to a report by this process (and mark them sent)."""
+        unsent = [r for r in results if r.set_id not in self._sent]
+        self._sent.update(r.set_id for r in unsent)
+        return unsent
 
     def record(self, result: PromptSetResult) -> None:
         self.results.setdefault(result.set_id, result)
