@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -50,7 +51,20 @@ class OsiSession:
 
             check_local_extra()  # a clear usage error naming the install command, up front
         session.load_datasets()
+        session._prewarm()
         return session
+
+    def _prewarm(self) -> None:
+        """Import litellm in the background while pytest collects, in processes that will call
+        a model: the import costs seconds, and the first call would otherwise wait for all of it.
+        (The xdist controller calls nothing, and a collect-only run never calls anything.)"""
+        config = self.config
+        controller = getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
+        if not (self.prompt_sets and self.settings.model) or controller or config.option.collectonly:
+            return
+        from pytest_osi.client import import_litellm
+
+        threading.Thread(target=import_litellm, name="pytest-osi-prewarm", daemon=True).start()
 
     def load_datasets(self) -> None:
         """Load and validate every configured dataset now, before any item or model call."""

@@ -134,6 +134,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         path = self._record({})
         if path == "/health":
             self._send(200, {"status": "ok"})
+        elif path == "/stats":  # for benchmarks driving the server from another process
+            self._send(200, self.server.owner.stats())
         elif path == "/v1/models":
             model = {"id": "model-under-test", "object": "model", "created": 0, "owned_by": "fake"}
             self._send(200, {"object": "list", "data": [model]})
@@ -223,6 +225,12 @@ class FakeLLMServer:
     @property
     def max_concurrency(self) -> int:
         return self._max_inflight
+
+    def stats(self) -> dict[str, Any]:
+        """Chat request count, first/last arrival (epoch seconds) and peak concurrency."""
+        times = [r.time for r in self.chat_requests]
+        return {"chat_requests": len(times), "first_request": min(times, default=None),
+                "last_request": max(times, default=None), "max_concurrency": self._max_inflight}
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
