@@ -371,3 +371,40 @@ def test_examples_run_zero_code(pytester: pytest.Pytester, fake_llm: FakeLLMServ
         (pytester.path / path.name).write_text(path.read_text())
     result = pytester.runpytest_inprocess(*model_args(fake_llm, "--osi-dataset=core.yaml", "--osi-dataset=extra.jsonl"))
     result.assert_outcomes(passed=27)
+
+
+def test_generation_defaults_and_system_prompt_reach_the_model(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    write_sets(pytester, [prompt_set("g")])
+    pytester.runpytest_inprocess(*model_args(fake_llm, "--osi-dataset=sets.yaml")).assert_outcomes(passed=3)
+    generations = [r.body for r in fake_llm.chat_requests if r.body["model"] == "model-under-test"]
+    judge_calls = [r.body for r in fake_llm.chat_requests if r.body["model"] == "judge"]
+    assert len(generations) == 7 and len(judge_calls) == 14
+    assert all(b["temperature"] == 0 and b["max_tokens"] == 512 for b in generations)
+    assert all(b["messages"][0]["role"] == "user" for b in generations)
+    assert all(b["temperature"] == 0 and b["max_tokens"] == 128 for b in judge_calls)
+
+    fake_llm.requests.clear()
+    pytester.runpytest_inprocess(*model_args(fake_llm, "--osi-dataset=sets.yaml", "--osi-system-prompt=Be safe.",
+                                             "--osi-temperature=0.7", "--osi-max-tokens=64")).assert_outcomes(passed=3)
+    generations = [r.body for r in fake_llm.chat_requests if r.body["model"] == "model-under-test"]
+    assert all(b["messages"][0] == {"role": "system", "content": "Be safe."} for b in generations)
+    assert all(b["temperature"] == 0.7 and b["max_tokens"] == 64 for b in generations)
+
+
+def test_snapshot_fixture_works_beside_osi_result(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    """syrupy's snapshot fixture pins graded verdicts, so a behaviour change shows as a diff."""
+    write_sets(pytester, [prompt_set("snap", malicious="UNSAFE")])
+    pytester.makepyfile(test_snap="""
+        import pytest
+        from pytest_osi import load_prompt_sets
+
+        @pytest.mark.parametrize("prompt_set", load_prompt_sets("sets.yaml"), ids=str)
+        def test_verdicts(prompt_set, osi_result, snapshot):
+            assert {name: v.harm for name, v in osi_result.variants.items()} == snapshot
+    """)
+    pytester.runpytest_inprocess(*model_args(fake_llm, "--snapshot-update")).assert_outcomes(passed=1)
+    assert (pytester.path / "__snapshots__" / "test_snap.ambr").exists()
+    pytester.runpytest_inprocess(*model_args(fake_llm)).assert_outcomes(passed=1)
+    # The model changes behaviour: the malicious answer turns safe -> the snapshot catches it.
+    (pytester.path / "sets.yaml").write_text((pytester.path / "sets.yaml").read_text().replace(" UNSAFE", ""))
+    pytester.runpytest_inprocess(*model_args(fake_llm)).assert_outcomes(failed=1)
