@@ -144,7 +144,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
     result = yield
     osi = osi_session(session.config)
-    if osi is None or _is_worker(session.config) or not (osi.results or osi.settings.gates and osi.prompt_sets):
+    # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`
+    # with datasets and gates in the ini file, or -k selecting no prompt-set) has no verdict.
+    if osi is None or _is_worker(session.config) or not osi.results:
         return result
     from pytest_osi.reporting import RunSummary
 

@@ -408,3 +408,25 @@ def test_snapshot_fixture_works_beside_osi_result(pytester: pytest.Pytester, fak
     # The model changes behaviour: the malicious answer turns safe -> the snapshot catches it.
     (pytester.path / "sets.yaml").write_text((pytester.path / "sets.yaml").read_text().replace(" UNSAFE", ""))
     pytester.runpytest_inprocess(*model_args(fake_llm)).assert_outcomes(failed=1)
+
+
+def test_runs_that_grade_nothing_are_not_gated(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    """Datasets and gates in the ini file must not fail an unrelated `pytest test_unit.py` run."""
+    write_sets(pytester, [prompt_set("a")])
+    pytester.makeini(f"""
+        [pytest]
+        osi_model = m
+        osi_model_api_base = {fake_llm.api_base}
+        osi_datasets = sets.yaml
+        osi_gates = triplet_safety>=0.9
+    """)
+    pytester.makepyfile(test_unit="def test_math():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_inprocess("test_unit.py")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    assert "pytest-osi summary" not in result.stdout.str()
+    assert fake_llm.chat_requests == []
+    # A plain `pytest` run does collect the ini datasets, and gates them.
+    result = pytester.runpytest_inprocess()
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*triplet_safety*1.000*>=0.9*PASS"])
