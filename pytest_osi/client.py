@@ -57,6 +57,12 @@ def import_litellm() -> ModuleType:
     return _litellm
 
 
+def imported_litellm() -> ModuleType | None:
+    """litellm if it has been imported completely, else None (waits for an import under way)."""
+    with _import_lock:
+        return _litellm
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a model lives. ``api_key`` is never shown in repr (and so never in a traceback)."""

@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from pytest_osi.client import Completion, Endpoint, LLMClient, Message
 from pytest_osi.data.models import PromptSet
 from pytest_osi.errors import JudgeError, ModelCallError
@@ -59,7 +57,6 @@ class Evaluator:
         self._futures: dict[str, concurrent.futures.Future[PromptSetResult]] = {}
         self._lock = threading.Lock()
         self._order = itertools.count()
-        self._hook_threads = concurrent.futures.ThreadPoolExecutor(settings.concurrency, thread_name_prefix="pytest-osi-hook")
 
     # -- public, called from pytest's thread -------------------------------------------------
 
@@ -72,30 +69,29 @@ class Evaluator:
             return future
 
     def result(self, prompt_set: PromptSet) -> PromptSetResult:
-        return self.schedule(prompt_set).result()
-
-    def close(self) -> None:
-        self._hook_threads.shutdown(wait=False, cancel_futures=True)
+        future = self.schedule(prompt_set)
+        # Wait in slices: should the loop thread ever die, fail loudly instead of hanging.
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                if not self._scheduler.alive:
+                    raise ModelCallError("the pytest-osi scheduler stopped unexpectedly") from None
 
     # -- on the scheduler's loop -------------------------------------------------------------
 
     async def evaluate(self, prompt_set: PromptSet, order: int = 0) -> PromptSetResult:
         tally = _Tally()
         tasks = [asyncio.ensure_future(self._variant(order, tally, name, prompt)) for name, prompt in prompt_set.prompts()]
-        outcome, error = "graded", None
         try:
             # The first failure decides the set's outcome; the rest of its calls are cancelled.
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
             for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        except JudgeError as exc:
-            outcome, error = "judge-error", redact(str(exc))
-        except ModelCallError as exc:
-            outcome, error = "model-error", redact(str(exc))
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # retrieves every exception
+        failures = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+        outcome, error = _outcome(failures[0]) if failures else ("graded", None)
         variants = {t.result().variant: t.result() for t in tasks if outcome == "graded"}
         return PromptSetResult(prompt_set.id, prompt_set.harm_domain, prompt_set.task_type,
                                outcome, variants, error, tally.usage)  # type: ignore[arg-type]
@@ -115,7 +111,7 @@ class Evaluator:
         messages.append({"role": "user", "content": prompt})
         params = {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens,
                   "api_base": self._model.api_base if self._model else None}
-        hooked = await self._call_hook(self._hook.pytest_osi_generate, messages=messages,
+        hooked = await self._call_hook(order, _GENERATE, self._hook.pytest_osi_generate, messages=messages,
                                        model=self._model.model if self._model else None, params=params)
         if hooked is not None:
             if not isinstance(hooked, str):
@@ -130,7 +126,7 @@ class Evaluator:
 
     async def _grade(self, order: int, tally: _Tally, rubric: Rubric, prompt: str, response: str,
                      hook: Any) -> int:
-        hooked = await self._call_hook(hook, prompt=prompt, response=response)
+        hooked = await self._call_hook(order, _GRADE, hook, prompt=prompt, response=response)
         if hooked is not None:
             try:
                 return check_range(hooked, rubric)
@@ -152,18 +148,53 @@ class Evaluator:
     def _limit(self, order: int, stage: int) -> Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]:
         return lambda fn: self._scheduler.limiter.run((order, stage), fn)
 
-    async def _call_hook(self, hook: Any, **kwargs: Any) -> Any:
+    async def _call_hook(self, order: int, stage: int, hook: Any, **kwargs: Any) -> Any:
+        """Call a pipeline hook like a model call: within the concurrency limit and the timeout.
+        Plain implementations run in a daemon thread, so a stuck one neither stalls the loop
+        nor keeps the process alive after Ctrl-C."""
         if not hook.get_hookimpls():
             return None  # nothing registered: skip the thread hop entirely
-        loop = asyncio.get_running_loop()
+
+        async def call() -> Any:
+            try:
+                value = await _in_daemon_thread(lambda: hook(**kwargs))
+                return await value if inspect.isawaitable(value) else value
+            except (JudgeError, ModelCallError, asyncio.CancelledError):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - even SystemExit: a broken hook fails its set
+                # (Converted here, inside the task: a SystemExit escaping a task stops the loop.)
+                raise ModelCallError(redact(f"hook {hook.name} raised {type(exc).__name__}: {exc}")) from None
+
         try:
-            value = await loop.run_in_executor(self._hook_threads, lambda: hook(**kwargs))
-            if inspect.isawaitable(value):
-                value = await value
-        except (JudgeError, ModelCallError):
-            raise
-        except pytest.UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a broken hook is a failed call, reported per set
-            raise ModelCallError(redact(f"hook {hook.name} raised {type(exc).__name__}: {exc}")) from None
-        return value
+            return await asyncio.wait_for(self._scheduler.limiter.run((order, stage), call), self.settings.timeout)
+        except asyncio.TimeoutError:
+            raise ModelCallError(f"hook {hook.name} did not return within {self.settings.timeout:g}s") from None
+
+
+def _outcome(exc: BaseException) -> tuple[str, str]:
+    """The outcome a failed prompt-set gets. Anything unexpected is a model-error with its
+    type, so the set is counted (never silently dropped from the metrics)."""
+    if isinstance(exc, JudgeError):
+        return "judge-error", redact(str(exc))
+    if isinstance(exc, ModelCallError):
+        return "model-error", redact(str(exc))
+    return "model-error", redact(f"unexpected {type(exc).__name__}: {exc}")
+
+
+async def _in_daemon_thread(fn: Callable[[], Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = fn(), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            value, error = None, exc
+        loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="pytest-osi-hook", daemon=True).start()
+    return await future

@@ -57,28 +57,52 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:.*`ReadOnly` qualifier:UserWarning")
     # The session object collects graded results from reports (its own or xdist workers').
     config.pluginmanager.register(session, "osi-session")
+    if not _is_worker(config):
+        session.discard_stale_report()
     _add_datasets_to_args(config, session)
 
 
 def _add_datasets_to_args(config: pytest.Config, session: OsiSession) -> None:
     """Collect the datasets as test files. Ini datasets join the default run (like testpaths);
-    datasets given with --osi-dataset are always collected."""
+    datasets given with --osi-dataset are always collected. Each file is named itself, even
+    under a directory that is also an argument: the directory walk may never reach it
+    (norecursedirs, hidden or build directories), and a safety suite must not vanish quietly."""
     explicit_args = config.args_source == pytest.Config.ArgsSource.ARGS
     if explicit_args and config.getoption("osi_datasets") is None:
         return
     present = {Path(os.path.abspath(a.split("::")[0])) for a in config.args}
     for path in session.prompt_sets:
-        if path not in present and not any(p in path.parents for p in present if p.is_dir()):
+        if path not in present:
             config.args.append(str(path))
+            session.expected_files.add(path)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     session = osi_session(parent.config)
-    if session is not None and session.prompt_sets and file_path.resolve() in session.prompt_sets:
+    path = file_path.resolve()
+    # Reached both as a named file and through a directory walk: collect it once.
+    if session is not None and path in session.prompt_sets and path not in session.collected_files:
         from pytest_osi.items import PromptSetFile
 
-        return PromptSetFile.from_parent(parent, path=file_path.resolve())
+        session.collected_files.add(path)
+        return PromptSetFile.from_parent(parent, path=path)
     return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Collect configured datasets pytest's own walk did not reach. (With a directory and a file
+    under it both as arguments, pytest 9 drops the file when the directory is in norecursedirs.)
+    Runs before -k / -m / --lf deselection, so those apply as usual."""
+    osi = osi_session(session.config)
+    missing = sorted(osi.expected_files - osi.collected_files) if osi is not None else []
+    if not missing:
+        return
+    from pytest_osi.items import PromptSetFile
+
+    for path in missing:
+        osi.collected_files.add(path)
+        items.extend(session.genitems(PromptSetFile.from_parent(session, path=path)))
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -93,7 +117,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # Schedule every selected prompt-set's calls up front (after -k/-m/--lf deselection).
     # xdist workers schedule what they are handed instead, in pytest_runtest_setup.
     osi = osi_session(session.config)
-    if osi is None or session.config.option.collectonly or _is_worker(session.config) or not _prompt_sets_in_use():
+    if osi is None:
+        return
+    option = session.config.option
+    if option.collectonly or getattr(option, "setupplan", False) or _is_worker(session.config) or not _prompt_sets_in_use():
         return
     from pytest_osi.items import prompt_sets_of
 
@@ -142,21 +169,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
-    result = yield
+    complete = False
+    try:
+        result = yield
+        complete = True
+        return result
+    finally:
+        # Also after -x / --maxfail / Ctrl-C: summarise and report what was graded, marked
+        # incomplete, rather than leaving no report (or last run's) behind.
+        _summarise(session, complete)
+
+
+def _summarise(session: pytest.Session, complete: bool) -> None:
     osi = osi_session(session.config)
     # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`
     # with datasets and gates in the ini file, or -k selecting no prompt-set) has no verdict.
     if osi is None or _is_worker(session.config) or not osi.results:
-        return result
+        return
     from pytest_osi.reporting import RunSummary
 
     summary = RunSummary.build(osi.settings.model, osi.settings.judge_model, list(osi.results.values()),
-                               osi.settings.gates, osi.elapsed(), osi.judge_note())
+                               osi.settings.gates, osi.elapsed(), osi.judge_note(),
+                               configured_sets=osi.configured_set_count, complete=complete)
     session.config.stash[SUMMARY_KEY] = summary
-    if summary.failed_gates:
+    if summary.failed_gates and complete:
         # Like --cov-fail-under: a failed gate fails the run even when every item passed.
         session.testsfailed += 1
-    return result
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -32,10 +32,13 @@ class RunSummary:
     usage: Usage
     wall_time: float
     judge_note: str | None = None
+    configured_sets: int = 0  # prompt-sets in the configured datasets (0: none configured)
+    complete: bool = True  # False when the run stopped early (-x, --maxfail, Ctrl-C)
 
     @classmethod
     def build(cls, model: str | None, judge: str | None, results: Sequence[PromptSetResult],
-              gates: Sequence[Gate], wall_time: float, judge_note: str | None = None) -> RunSummary:
+              gates: Sequence[Gate], wall_time: float, judge_note: str | None = None,
+              configured_sets: int = 0, complete: bool = True) -> RunSummary:
         ordered = sorted(results, key=lambda r: r.set_id)
         metrics = compute_metrics(ordered)
         usage = sum((r.usage for r in ordered), Usage())
@@ -43,7 +46,8 @@ class RunSummary:
             "harm_domain": compute_strata(ordered, lambda r: r.harm_domain),
             "task_type": compute_strata(ordered, lambda r: r.task_type),
         }
-        return cls(model, judge, ordered, metrics, [g.check(metrics) for g in gates], strata, usage, wall_time, judge_note)
+        return cls(model, judge, ordered, metrics, [g.check(metrics) for g in gates], strata, usage, wall_time,
+                   judge_note, configured_sets, complete)
 
     @property
     def failed_gates(self) -> list[GateVerdict]:
@@ -70,6 +74,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"prompt-sets: {len(summary.results)}  graded: {summary.count('graded')}  "
         f"judge-error: {summary.count('judge-error')}  model-error: {summary.count('model-error')}"
     )
+    if not summary.complete:
+        lines.append("NOTE: the run stopped early: these numbers cover only what was graded; gates not enforced")
+    elif len(summary.results) < summary.configured_sets:
+        lines.append(f"NOTE: metrics and gates cover {len(summary.results)} of the {summary.configured_sets} "
+                     "configured prompt-sets (a selection: -k, -m, --lf)")
     gates = {v.gate.metric: v for v in summary.verdicts}
     lines.append("")
     lines.append(f"{'metric':<20} {'value':>7}  {'gate':<22} verdict")
@@ -106,7 +115,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"calls: {u.calls}  tokens: {u.prompt_tokens} prompt / {u.completion_tokens} completion  "
         f"cost: {cost}  wall time: {summary.wall_time:.1f}s"
     )
-    for verdict in summary.failed_gates:
+    for verdict in summary.failed_gates if summary.complete else ():
         lines.append(f"FAIL Required gate {verdict.gate} not met: {verdict.gate.metric} = {_fmt(verdict.value)}")
     return [redact(line) for line in lines]
 
@@ -119,7 +128,9 @@ def report_dict(summary: RunSummary) -> dict[str, Any]:
         "rubrics": {"harm": HARM.version, "helpfulness": HELPFULNESS.version},
         "metrics": dict(summary.metrics),
         "gates": [v.to_dict() for v in summary.verdicts],
-        "passed": not summary.failed_gates,
+        "passed": summary.complete and not summary.failed_gates,
+        "complete": summary.complete,
+        "sets_configured": summary.configured_sets,
         "strata": summary.strata,
         "counts": {k: summary.count(k) for k in ("graded", "judge-error", "model-error")},
         "usage": {"calls": summary.usage.calls, "prompt_tokens": summary.usage.prompt_tokens,

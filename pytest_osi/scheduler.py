@@ -70,9 +70,24 @@ class Scheduler:
     def __init__(self, concurrency: int) -> None:
         self.limiter = PriorityLimiter(concurrency)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-osi-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="pytest-osi-scheduler", daemon=True)
         self._thread.start()
         self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._loop.run_forever()
+                return  # stopped by close()
+            except BaseException:  # noqa: BLE001
+                # A task let SystemExit/KeyboardInterrupt escape: asyncio stops the loop for it.
+                # Keep serving the other calls; the task itself has recorded the exception.
+                if self._closed:
+                    return
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,8 @@ class OsiSession:
     _scheduler: Scheduler | None = None
     _cleanups: list[Any] = field(default_factory=list)
     _local: Any = None
+    expected_files: set[Path] = field(default_factory=set)  # datasets we named as test paths
+    collected_files: set[Path] = field(default_factory=set)
     _sent: set[str] = field(default_factory=set)
 
     @classmethod
@@ -71,16 +72,16 @@ class OsiSession:
         if not self.settings.datasets:
             return
         from pytest_osi.data.loaders import load_prompt_sets, load_taxonomy
+        from pytest_osi.errors import DatasetError
 
         taxonomy = load_taxonomy(self.settings.taxonomy) if self.settings.taxonomy else None
         seen: dict[str, Path] = {}
         for path in self.settings.datasets:
             sets = load_prompt_sets(path, min_paraphrases=self.settings.min_paraphrases, harm_domains=taxonomy)
-            for prompt_set in sets:
-                if prompt_set.id in seen and seen[prompt_set.id] != path:
-                    raise pytest.UsageError(
-                        f"{path}: prompt-set id {prompt_set.id!r} is also used in {seen[prompt_set.id]}: ids must be unique across datasets"
-                    )
+            for index, prompt_set in enumerate(sets):
+                if prompt_set.id in seen:
+                    raise DatasetError(str(path), f"id {prompt_set.id!r} is also used in {seen[prompt_set.id]}: "
+                                       "ids must be unique across datasets", row=index, row_id=prompt_set.id, field="id")
                 seen[prompt_set.id] = path
             self.prompt_sets[path] = sets
 
@@ -154,6 +155,15 @@ class OsiSession:
     def result_for(self, prompt_set: PromptSet) -> PromptSetResult:
         return self.evaluator.result(prompt_set)
 
+    @property
+    def configured_set_count(self) -> int:
+        return sum(len(sets) for sets in self.prompt_sets.values())
+
+    def discard_stale_report(self) -> None:
+        """Remove last run's report, so that a run which writes none can't pass for it."""
+        if self.settings.report is not None:
+            self.settings.report.unlink(missing_ok=True)
+
     def take_unsent(self, results: list[PromptSetResult]) -> list[PromptSetResult]:
         """The results not yet attached to a report by this process (and mark them sent)."""
         unsent = [r for r in results if r.set_id not in self._sent]
@@ -195,18 +205,28 @@ class OsiSession:
         return lines
 
     def close(self) -> None:
-        if self._evaluator is not None:
-            self._evaluator.close()
-        if self._scheduler is not None:
-            cleanup = None
-            if "litellm" in sys.modules:
-                from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+        """Stop the loop (closing litellm's HTTP clients on it) and run the cleanups -- the
+        local server's stop among them -- whatever happened before."""
+        try:
+            if self._scheduler is not None:
+                self._scheduler.close(_litellm_cleanup())
+        finally:
+            for callback in reversed(self._cleanups):
+                callback()
+            self._cleanups.clear()
 
-                cleanup = close_litellm_async_clients
-            self._scheduler.close(cleanup)
-        for callback in reversed(self._cleanups):
-            callback()
-        self._cleanups.clear()
+
+def _litellm_cleanup() -> Any:
+    """litellm's client cleanup, if litellm was imported (fully: a background prewarm import
+    may still be under way, so ask the client module under its import lock)."""
+    from pytest_osi.client import imported_litellm
+
+    litellm = imported_litellm()
+    if litellm is None:
+        return None
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    return close_litellm_async_clients
 
 
 OSI_KEY = pytest.StashKey[OsiSession]()

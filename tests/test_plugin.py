@@ -140,7 +140,9 @@ def test_out_of_range_grade_is_a_judge_error(pytester: pytest.Pytester, fake_llm
 
 
 def test_settings_from_pyproject(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
-    write_sets(pytester, [prompt_set("a"), prompt_set("b", malicious="UNSAFE-SEVERE")], name="data/sets.yaml") if (pytester.path / "data").mkdir() is None else None
+    fake_llm.latency = 0.05  # calls overlap long enough for the limit to be reached
+    (pytester.path / "data").mkdir()
+    write_sets(pytester, [prompt_set("a"), prompt_set("b", malicious="UNSAFE-SEVERE")], name="data/sets.yaml")
     pytester.makepyprojecttoml(f"""
         [tool.pytest.ini_options]
         osi_model = "model-under-test"
@@ -155,7 +157,7 @@ def test_settings_from_pyproject(pytester: pytest.Pytester, fake_llm: FakeLLMSer
     result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*FAIL Required gate triplet_safety>=0.9 not met: triplet_safety = 0.500"])
-    assert fake_llm.max_concurrency <= 3
+    assert fake_llm.max_concurrency == 3
     # A command-line value replaces the ini one.
     result = pytester.runpytest_inprocess("--osi-gate=triplet_safety>=0.5")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # one item still fails
@@ -430,3 +432,123 @@ def test_runs_that_grade_nothing_are_not_gated(pytester: pytest.Pytester, fake_l
     result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*triplet_safety*1.000*>=0.9*PASS"])
+
+
+def test_dataset_under_an_ignored_directory_is_still_collected(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    (pytester.path / "tests" / "data").mkdir(parents=True)
+    write_sets(pytester, [prompt_set("hidden", malicious="UNSAFE")], name="tests/data/sets.yaml")
+    pytester.makeini(f"""
+        [pytest]
+        testpaths = tests
+        norecursedirs = data .*
+        osi_model = m
+        osi_model_api_base = {fake_llm.api_base}
+        osi_datasets = tests/data/sets.yaml
+        osi_checks = triplet_safe
+    """)
+    (pytester.path / "tests" / "test_unit.py").write_text("def test_ok():\n    pass\n")
+    result = pytester.runpytest_inprocess()
+    # Collected once (not also through the directory walk), and its failure counts.
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_unexpected_hook_exceptions_are_counted_never_dropped(pytester: pytest.Pytester) -> None:
+    write_sets(pytester, [prompt_set("ok"), prompt_set("boom"), prompt_set("exit")])
+    pytester.makeconftest("""
+        import sys
+
+        def pytest_osi_generate(messages, model, params):
+            prompt = messages[-1]["content"]
+            if "boom" in prompt:
+                raise KeyError("no such deployment")
+            if "exit" in prompt:
+                sys.exit(3)
+            return "fine"
+
+        def pytest_osi_grade_harm(prompt, response):
+            return 0
+
+        def pytest_osi_grade_helpfulness(prompt, response):
+            return 4
+    """)
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_subprocess("--osi-dataset=sets.yaml", "--osi-checks=triplet_safe",
+                                           f"--osi-report={report}", "--osi-gate=model_error_rate<=0", timeout=60)
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(["*boom*model-error*KeyError*no such deployment*",
+                                 "*exit*model-error*SystemExit*",
+                                 "FAIL Required gate model_error_rate<=0 not met*"])
+    data = json.loads(report.read_text())
+    assert data["counts"] == {"graded": 1, "judge-error": 0, "model-error": 2}
+
+
+def test_hooks_run_within_the_concurrency_limit(pytester: pytest.Pytester) -> None:
+    write_sets(pytester, [prompt_set(f"c{i}") for i in range(6)])
+    pytester.makeconftest("""
+        import asyncio, threading
+        state = {"now": 0, "peak": 0}
+        lock = threading.Lock()
+
+        async def pytest_osi_generate(messages, model, params):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            await asyncio.sleep(0.02)
+            with lock:
+                state["now"] -= 1
+            return "fine"
+
+        def pytest_osi_grade_harm(prompt, response):
+            return 0
+
+        def pytest_osi_grade_helpfulness(prompt, response):
+            return 4
+
+        def pytest_sessionfinish(session):
+            open("peak.txt", "w").write(str(state["peak"]))
+    """)
+    pytester.runpytest_inprocess("--osi-dataset=sets.yaml", "--osi-concurrency=3").assert_outcomes(passed=18)
+    assert (pytester.path / "peak.txt").read_text() == "3"
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "xdist"])
+def test_stopped_run_reports_what_was_graded_as_incomplete(pytester: pytest.Pytester, fake_llm: FakeLLMServer,
+                                                           mode: str) -> None:
+    write_sets(pytester, [prompt_set("first", malicious="UNSAFE"), prompt_set("second")])
+    report = pytester.path / "r.json"
+    report.write_text('{"passed": true, "stale": true}')
+    result = run(pytester, mode, *model_args(fake_llm, "--osi-dataset=sets.yaml", f"--osi-report={report}",
+                                            "--osi-checks=triplet_safe", "-x", "--osi-gate=triplet_safety>=0"))
+    # (xdist reports a -x stop as INTERRUPTED, plain pytest as TESTS_FAILED.)
+    assert result.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)
+    result.stdout.fnmatch_lines(["*NOTE: the run stopped early*"])
+    data = json.loads(report.read_text())
+    assert data["complete"] is False and data["passed"] is False and "stale" not in data
+
+
+def test_subset_runs_say_what_the_metrics_cover(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    write_sets(pytester, MIXED)
+    result = pytester.runpytest_inprocess(*model_args(fake_llm, "--osi-dataset=sets.yaml", "-k", "all-good"))
+    result.stdout.fnmatch_lines(["NOTE: metrics and gates cover 1 of the 4 configured prompt-sets*"])
+
+
+def test_xdist_keeps_non_ascii_sets_on_one_worker_and_spreads_small_suites(pytester: pytest.Pytester) -> None:
+    write_sets(pytester, [prompt_set(f"café-{i}") for i in range(4)] + [prompt_set(f"plain-{i}") for i in range(4)])
+    pytester.makeconftest("""
+        import os
+
+        def pytest_osi_generate(messages, model, params):
+            with open("workers.log", "a") as log:
+                log.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {messages[-1]['content'][:40]}\\n")
+            return "fine"
+
+        def pytest_osi_grade_harm(prompt, response):
+            return 0
+
+        def pytest_osi_grade_helpfulness(prompt, response):
+            return 4
+    """)
+    pytester.runpytest_subprocess("-n", "2", "--osi-dataset=sets.yaml").assert_outcomes(passed=24)
+    lines = (pytester.path / "workers.log").read_text().splitlines()
+    assert len(lines) == 8 * 7  # every prompt generated once: no set graded on two workers
+    assert {line.split()[0] for line in lines} == {"gw0", "gw1"}  # both workers got sets
