@@ -36,6 +36,11 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _planning_only(config: pytest.Config) -> bool:
+    """--setup-plan runs no fixture, so nothing will wait for a result: call nothing."""
+    return bool(getattr(config.option, "setupplan", False))
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -119,8 +124,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     osi = osi_session(session.config)
     if osi is None:
         return
-    option = session.config.option
-    if option.collectonly or getattr(option, "setupplan", False) or _is_worker(session.config) or not _prompt_sets_in_use():
+    if session.config.option.collectonly or _planning_only(session.config) or _is_worker(session.config) or not _prompt_sets_in_use():
         return
     from pytest_osi.items import prompt_sets_of
 
@@ -144,7 +148,7 @@ def _start_evaluation(osi: OsiSession) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     osi = osi_session(item.config)
-    if osi is not None and _is_worker(item.config) and _prompt_sets_in_use():
+    if osi is not None and _is_worker(item.config) and _prompt_sets_in_use() and not _planning_only(item.config):
         from pytest_osi.items import prompt_sets_of, upcoming_items
 
         sets = prompt_sets_of(upcoming_items(item.session, item))

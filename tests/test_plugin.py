@@ -552,3 +552,10 @@ def test_xdist_keeps_non_ascii_sets_on_one_worker_and_spreads_small_suites(pytes
     lines = (pytester.path / "workers.log").read_text().splitlines()
     assert len(lines) == 8 * 7  # every prompt generated once: no set graded on two workers
     assert {line.split()[0] for line in lines} == {"gw0", "gw1"}  # both workers got sets
+
+
+def test_setup_plan_calls_nothing(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
+    write_sets(pytester, [prompt_set("plan")])
+    result = pytester.runpytest_inprocess(*model_args(fake_llm, "--osi-dataset=sets.yaml", "--setup-plan"))
+    assert result.ret == pytest.ExitCode.OK
+    assert fake_llm.chat_requests == []
