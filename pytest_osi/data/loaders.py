@@ -224,8 +224,9 @@ def _from_flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         fields["id"] = raw["id"]
     names = dict(_FLAT_FIELDS)
     names["dual_use_paraphrases"] = "prompt_dual_use_2..prompt_dual_use_5"
-    # An error on one paraphrase names the dataset's own key for it.
+    # An error on one paraphrase or annotation names the dataset's own key for it.
     names.update({f"dual_use_paraphrases.{i}": key for i, (_, key) in enumerate(numbered)})
+    names.update({f"annotations.{ours}": theirs for ours, theirs in _FLAT_ANNOTATIONS.items()})
     names["annotations"] = "annotations"
     return fields, names
 

@@ -46,7 +46,12 @@ def check_range(score: Any, rubric: Rubric) -> int:
 
 
 class Grader:
-    """Asks the judge and parses its answer, retrying unparseable output ``retries`` times."""
+    """Asks the judge and parses its answer, retrying unparseable output ``retries`` times.
+
+    Judges run at temperature 0, so asking the same question again mostly gets the same wrong
+    answer. A retry therefore continues the conversation: the judge's bad answer as an assistant
+    turn, then a user turn saying what was wrong with it and what to send instead.
+    """
 
     def __init__(self, retries: int) -> None:
         self.retries = retries
@@ -60,7 +65,20 @@ class Grader:
                 return parse_score(text, rubric)
             except JudgeParseError as exc:
                 problems.append(str(exc))
+                # A new list each time: ``ask`` may keep the one it was given.
+                messages = [*messages, *correction(text, str(exc), rubric)]
         raise JudgeError(f"{rubric.name} judge gave no valid score in {len(problems)} attempt(s); last: {problems[-1]}")
+
+
+def correction(answer: str, problem: str, rubric: Rubric) -> list[dict[str, str]]:
+    """The turns appended after an unusable answer: the answer itself, then what to fix."""
+    return [
+        # Some providers reject an empty assistant turn.
+        {"role": "assistant", "content": answer if answer.strip() else "(empty answer)"},
+        {"role": "user", "content": (
+            f"Your answer could not be used: {problem}. Reply with only a JSON object "
+            f'{{"score": N}} where N is an integer from {rubric.low} to {rubric.high}.')},
+    ]
 
 
 def _clip(text: str, limit: int = 120) -> str:
