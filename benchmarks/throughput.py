@@ -151,7 +151,7 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=None, help="use only the first N sets")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--startup-runs", type=int, default=9)
+    parser.add_argument("--startup-runs", type=int, default=21, help="runs per side; ~0.5 s each, noisy below ~20")
     parser.add_argument("--workers", type=int, default=2, help="xdist workers for the pytest measurement (0: no xdist)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-engine", action="store_true", help="skip the single-process engine measurement")
