@@ -25,6 +25,8 @@ from pytest_osi.results import Usage
 
 Message = dict[str, str]
 
+# The key sent to servers that need none (local, self-hosted): never the user's real key.
+PLACEHOLDER_API_KEY = "sk-no-key-required"
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _import_lock = threading.Lock()
 _litellm: ModuleType | None = None
@@ -83,7 +85,7 @@ class Endpoint:
             if "/" not in self.model:
                 kwargs["model"] = f"openai/{self.model}"
             if self.api_key is None and kwargs["model"].startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-                kwargs["api_key"] = "sk-no-key-required"
+                kwargs["api_key"] = PLACEHOLDER_API_KEY
         if self.api_key:
             kwargs["api_key"] = self.api_key
         return kwargs

@@ -41,13 +41,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from pytest_osi.client import PLACEHOLDER_API_KEY
 from pytest_osi.errors import ConfigError, OsiError
 from pytest_osi.options import LOCAL as LOCAL  # the model string users pass; re-exported here
 
 MODEL_ALIAS = "smollm2"
 """The name the server answers to, fixed so the litellm model string is stable."""
 
-LOCAL_API_KEY = "sk-no-key-required"
+LOCAL_API_KEY = PLACEHOLDER_API_KEY
 """The api_key sent to the local server. It checks none, but litellm's ``openai/`` route
 falls back to $OPENAI_API_KEY when none is given: this placeholder keeps the user's real key
 from ever being sent to (or logged by) the local server."""
