@@ -117,11 +117,12 @@ class OsiSession:
 
     def _endpoint(self, name: str | None, api_base: str | None) -> Any:
         from pytest_osi.client import Endpoint
-        from pytest_osi.local import LOCAL_API_KEY, model_string
 
         if name is None:
             return None
         if name == LOCAL:
+            from pytest_osi.local import LOCAL_API_KEY, model_string  # server machinery: only for local
+
             # A placeholder key: the user's real OPENAI_API_KEY has no business at a local server.
             return Endpoint(model_string(), self.local_server().api_base, LOCAL_API_KEY)
         return Endpoint(name, api_base)
