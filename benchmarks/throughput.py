@@ -82,11 +82,11 @@ def throughput_pytest(dataset: Path, latency: float, concurrency: int, workers: 
 
 
 def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
-    from pytest_osi.client import Endpoint, LLMClient, RetryPolicy, import_litellm
-    from pytest_osi.data import load_prompt_sets
-    from pytest_osi.evaluation import Evaluator
+    from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm
+    from pytest_osi.cases.prompt_sets import load_prompt_sets
+    from pytest_osi.cases.prompt_sets.pipeline import Evaluator
     from pytest_osi.options import Settings
-    from pytest_osi.scheduler import Scheduler
+    from pytest_osi.calls.scheduler import Scheduler
 
     import_litellm()  # paid once by any real run; not part of the throughput measurement
     prompt_sets = load_prompt_sets(dataset)[:sets]

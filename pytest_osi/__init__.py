@@ -13,25 +13,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_osi.data import Annotations, PromptSet, load_prompt_sets, load_taxonomy
+    from pytest_osi.cases.prompt_sets import Annotations, PromptSet, load_prompt_sets, load_taxonomy
     from pytest_osi.errors import ConfigError, DatasetError, JudgeError, ModelCallError, OsiError
-    from pytest_osi.results import PromptSetResult, Usage, VariantResult
+    from pytest_osi.cases.prompt_sets.result import PromptSetResult, Usage, VariantResult
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Annotations": "pytest_osi.data",
-    "PromptSet": "pytest_osi.data",
-    "load_prompt_sets": "pytest_osi.data",
-    "load_taxonomy": "pytest_osi.data",
+    "Annotations": "pytest_osi.cases.prompt_sets",
+    "PromptSet": "pytest_osi.cases.prompt_sets",
+    "load_prompt_sets": "pytest_osi.cases.prompt_sets",
+    "load_taxonomy": "pytest_osi.cases.prompt_sets",
     "ConfigError": "pytest_osi.errors",
     "DatasetError": "pytest_osi.errors",
     "JudgeError": "pytest_osi.errors",
     "ModelCallError": "pytest_osi.errors",
     "OsiError": "pytest_osi.errors",
-    "PromptSetResult": "pytest_osi.results",
-    "Usage": "pytest_osi.results",
-    "VariantResult": "pytest_osi.results",
+    "PromptSetResult": "pytest_osi.cases.prompt_sets.result",
+    "Usage": "pytest_osi.cases.prompt_sets.result",
+    "VariantResult": "pytest_osi.cases.prompt_sets.result",
 }
 __all__ = sorted(_EXPORTS)
 

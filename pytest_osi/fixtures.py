@@ -13,13 +13,13 @@ import pytest
 
 from typing import TYPE_CHECKING
 
-from pytest_osi.data.variants import VARIANTS
+from pytest_osi.cases.prompt_sets.variants import VARIANTS
 from pytest_osi.metrics import paraphrase_stability
-from pytest_osi.results import PromptSetResult
-from pytest_osi.session import osi_session
+from pytest_osi.cases.prompt_sets.result import PromptSetResult
+from pytest_osi.run import osi_session
 
 if TYPE_CHECKING:
-    from pytest_osi.data.models import PromptSet
+    from pytest_osi.cases.prompt_sets.model import PromptSet
 
 RESULTS_ATTR = "_osi_results"
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pytest_osi.data.models import VARIANTS, PromptSet
+from pytest_osi.cases.prompt_sets.model import VARIANTS, PromptSet
 from pytest_osi.metrics import paraphrase_stability
 from pytest_osi.redaction import redact
-from pytest_osi.results import PromptSetResult, VariantResult
-from pytest_osi.session import osi_session
+from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
+from pytest_osi.run import osi_session
 
 PROMPT_SET_ARG = "osi_prompt_set"
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from statistics import fmean
 
-from pytest_osi.data.variants import VARIANTS
-from pytest_osi.results import PromptSetResult
+from pytest_osi.cases.prompt_sets.variants import VARIANTS
+from pytest_osi.cases.prompt_sets.result import PromptSetResult
 
 Metrics = dict[str, float | None]
 

@@ -19,7 +19,7 @@ from pytest_osi.gates import Gate, parse_gates
 
 CHECK_NAMES = ("triplet_safe", "paraphrase_stable", "benign_helpful")
 
-# The model string for the embedded model (served by pytest_osi.local). Defined here, not
+# The model string for the embedded model (served by pytest_osi.calls.local). Defined here, not
 # there, so that checking for it does not import the server machinery at start-up.
 LOCAL = "local"
 

@@ -15,11 +15,11 @@ from pytest_osi.distribution import make_scheduler
 from pytest_osi.errors import ConfigError, DatasetError
 from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result  # noqa: F401 - registers the fixtures
 from pytest_osi.options import add_options, read_settings
-from pytest_osi.results import PromptSetResult
-from pytest_osi.session import OSI_KEY, OsiSession, osi_session
+from pytest_osi.cases.prompt_sets.result import PromptSetResult
+from pytest_osi.run import OSI_KEY, OsiSession, osi_session
 
 if TYPE_CHECKING:
-    from pytest_osi.reporting import RunSummary
+    from pytest_osi.reporting.summary import RunSummary
 
 # Modules that need pydantic, litellm or the pipeline are imported inside the hooks that use
 # them, and only once pytest-osi is actually in use: installing the plugin must not slow down
@@ -29,7 +29,7 @@ SUMMARY_KEY = pytest.StashKey["RunSummary"]()
 
 def _prompt_sets_in_use() -> bool:
     """True once any PromptSet can exist (datasets loaded, or a test module loaded some)."""
-    return "pytest_osi.data.models" in sys.modules
+    return "pytest_osi.cases.prompt_sets.model" in sys.modules
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -190,7 +190,7 @@ def _summarise(session: pytest.Session, complete: bool) -> None:
     # with datasets and gates in the ini file, or -k selecting no prompt-set) has no verdict.
     if osi is None or _is_worker(session.config) or not osi.results:
         return
-    from pytest_osi.reporting import RunSummary
+    from pytest_osi.reporting.summary import RunSummary
 
     summary = RunSummary.build(osi.settings.model, osi.settings.judge_model, list(osi.results.values()),
                                osi.settings.gates, osi.elapsed(), osi.judge_note(),
@@ -214,7 +214,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     summary = config.stash.get(SUMMARY_KEY, None)
     if summary is None:
         return
-    from pytest_osi.reporting import summary_lines
+    from pytest_osi.reporting.summary import summary_lines
 
     terminalreporter.section("pytest-osi summary")
     for line in summary_lines(summary):
@@ -227,7 +227,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     summary = session.config.stash.get(SUMMARY_KEY, None)
     if summary is not None and osi.settings.report is not None:
-        from pytest_osi.reporting import write_report
+        from pytest_osi.reporting.summary import write_report
 
         write_report(osi.settings.report, summary)
 

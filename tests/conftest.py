@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pytest_osi.client import import_litellm  # noqa: E402
+from pytest_osi.calls.client import import_litellm  # noqa: E402
 
 # pytester's in-process runs snapshot sys.modules and restore it afterwards. A run that
 # imported litellm would leave half of it behind (httpx/openai stay, litellm goes; its

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_osi.client, pytest_osi.scheduler and pytest_osi.redaction.
+"""Unit tests for pytest_osi.calls.client, pytest_osi.calls.scheduler and pytest_osi.redaction.
 
 Model calls go through litellm's real HTTP path to the scripted server in fakeserver.py
 (fixture ``fake_llm``). Backoff delays are observed through an injected ``sleep``, never timed.
@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from fakeserver import FakeLLMServer
 
-import pytest_osi.client
-from pytest_osi.client import Endpoint, LLMClient, RetryPolicy, import_litellm, retry_after
+import pytest_osi.calls.client
+from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm, retry_after
 from pytest_osi.errors import ModelCallError
 from pytest_osi.redaction import MASK, redact
-from pytest_osi.results import Usage
-from pytest_osi.scheduler import PriorityLimiter, Scheduler
+from pytest_osi.cases.prompt_sets.result import Usage
+from pytest_osi.calls.scheduler import PriorityLimiter, Scheduler
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, timeout=2)
 MODEL = "model-under-test"
@@ -165,7 +165,7 @@ def test_unparseable_retry_after_is_still_retried(fake_llm: FakeLLMServer, sleep
 
 def test_backoff_ceiling_grows_exponentially_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[tuple[float, float]] = []
-    monkeypatch.setattr(pytest_osi.client.random, "uniform", lambda a, b: drawn.append((a, b)) or b)
+    monkeypatch.setattr(pytest_osi.calls.client.random, "uniform", lambda a, b: drawn.append((a, b)) or b)
     client = LLMClient(POLICY)  # base 0.01, max 0.05
 
     delays = [client.backoff(attempt, None) for attempt in range(1, 7)]
@@ -184,7 +184,7 @@ def test_backoff_is_jittered_within_the_ceiling() -> None:
 
 
 def test_retry_loop_sleeps_growing_backoff(fake_llm: FakeLLMServer, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pytest_osi.client.random, "uniform", lambda a, b: b)  # always the ceiling
+    monkeypatch.setattr(pytest_osi.calls.client.random, "uniform", lambda a, b: b)  # always the ceiling
     fake_llm.fail_next(4, 500)
     policy = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05, timeout=2)
 

@@ -7,7 +7,7 @@ import pytest
 from pytest_osi.errors import ConfigError
 from pytest_osi.gates import Gate, parse_gate, parse_gates
 from pytest_osi.metrics import METRIC_NAMES, compute_metrics
-from pytest_osi.results import PromptSetResult, VariantResult
+from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_osi.data.loaders and pytest_osi.data.models."""
+"""Unit tests for pytest_osi.cases.prompt_sets.loader and pytest_osi.cases.prompt_sets.model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import EXAMPLES, SHARED_DATASET
 
-from pytest_osi.data.loaders import load_prompt_sets, load_taxonomy
-from pytest_osi.data.models import PromptSet
+from pytest_osi.cases.prompt_sets.loader import load_prompt_sets, load_taxonomy
+from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import DatasetError
 
 PARAPHRASES = ["para one", "para two", "para three", "para four"]

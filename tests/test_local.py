@@ -1,4 +1,4 @@
-"""The embedded local model (pytest_osi.local).
+"""The embedded local model (pytest_osi.calls.local).
 
 Unmarked tests are fast and need nothing beyond the base install. Tests marked
 ``local_model`` start the real llama-cpp-python server on SmolLM2-135M and skip cleanly
@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_osi import local
+from pytest_osi.calls import local
 from pytest_osi.errors import ConfigError
 from pytest_osi.grading.rubrics import HARM, HELPFULNESS, Rubric
-from pytest_osi.local import (
+from pytest_osi.calls.local import (
     INSTALL_COMMAND,
     LOCAL,
     LOCAL_API_KEY,
@@ -51,13 +51,13 @@ def test_public_names() -> None:
 
 
 def test_local_api_key_is_a_fixed_placeholder_never_the_users_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_osi.client import Endpoint
+    from pytest_osi.calls.client import Endpoint
 
     assert LOCAL_API_KEY == "sk-no-key-required"
     real = "sk-real-user-key-0123456789abcdef"
     monkeypatch.setenv("OPENAI_API_KEY", real)
     # Fixed at import time, not read from the environment...
-    script = "import pytest_osi.local as m; print(m.LOCAL_API_KEY)"
+    script = "import pytest_osi.calls.local as m; print(m.LOCAL_API_KEY)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          env={**os.environ, "OPENAI_API_KEY": real}).stdout.strip()
     assert out == LOCAL_API_KEY
@@ -100,7 +100,7 @@ def test_missing_model_distribution_names_the_install_command(monkeypatch: pytes
 
 
 def test_missing_extra_is_found_without_importing_llama_cpp() -> None:
-    code = ("import sys; from pytest_osi import local; local.missing_requirements(); "
+    code = ("import sys; from pytest_osi.calls import local; local.missing_requirements(); "
             "local.locate_model_file() if local._model_distribution() else None; "
             "assert 'llama_cpp' not in sys.modules, 'llama_cpp was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -192,7 +192,7 @@ def server(local_extra: None) -> Iterator[LocalModelServer]:
 
 @pytest.fixture(scope="module")
 def litellm() -> ModuleType:
-    from pytest_osi.client import import_litellm
+    from pytest_osi.calls.client import import_litellm
 
     return import_litellm()  # offline cost map, no .env, drop_params: as in real runs
 
@@ -353,7 +353,7 @@ def test_server_does_not_outlive_a_killed_parent(local_extra: None) -> None:
     # SIGKILL skips atexit; the watchdog in the child must notice the orphaning by itself.
     script = textwrap.dedent("""
         import os, signal
-        from pytest_osi.local import LocalModelServer
+        from pytest_osi.calls.local import LocalModelServer
         server = LocalModelServer()
         server.start()
         print(server.pid, server.api_base, server.log_path, flush=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_plugin import prompt_set, write_sets
 
-from pytest_osi.local import missing_requirements
+from pytest_osi.calls.local import missing_requirements
 
 pytestmark = [
     pytest.mark.local_model,
@@ -57,7 +57,7 @@ def test_local_model_and_judge_end_to_end(pytester: pytest.Pytester) -> None:
 
 def test_missing_extra_is_a_usage_error_naming_the_install_command(pytester: pytest.Pytester,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_osi.local as local
+    import pytest_osi.calls.local as local
 
     monkeypatch.setattr(local, "missing_requirements", lambda: ["llama-cpp-python[server]"])
     write_sets(pytester, [prompt_set("x")])

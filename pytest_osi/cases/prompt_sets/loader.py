@@ -5,7 +5,7 @@
   ``dual_use_paraphrases``).
 * The project's own format, for users writing prompt-sets: YAML (a list, or a mapping with
   ``prompt_sets``), JSON (same) or JSONL (one set per line), with the field names of
-  :class:`~pytest_osi.data.models.PromptSet`.
+  :class:`~pytest_osi.cases.prompt_sets.model.PromptSet`.
 
 Every problem is a :class:`DatasetError` naming the file, the row (index and id) and the field,
 raised before any model is called.
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pytest_osi.data.models import PromptSet
+from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import DatasetError
 
 REQUIRED_PARAPHRASES = 4

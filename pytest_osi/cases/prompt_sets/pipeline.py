@@ -17,15 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_osi.client import Completion, Endpoint, LLMClient, Message
-from pytest_osi.data.models import PromptSet
+from pytest_osi.calls.client import Completion, Endpoint, LLMClient, Message
+from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import JudgeError, ModelCallError
 from pytest_osi.grading import HARM, HELPFULNESS, Grader, Rubric
 from pytest_osi.grading.judge import JudgeParseError, check_range
 from pytest_osi.options import Settings
 from pytest_osi.redaction import redact
-from pytest_osi.results import PromptSetResult, Usage, VariantResult
-from pytest_osi.scheduler import Scheduler
+from pytest_osi.cases.prompt_sets.result import PromptSetResult, Usage, VariantResult
+from pytest_osi.calls.scheduler import Scheduler
 
 # Stage order inside one prompt-set: grading a response finishes work, so it goes first.
 _GRADE, _GENERATE = 0, 1

@@ -16,7 +16,7 @@ from pytest_osi.gates import Gate, GateVerdict
 from pytest_osi.grading import HARM, HELPFULNESS
 from pytest_osi.metrics import METRIC_DESCRIPTIONS, Metrics, compute_metrics, compute_strata, paraphrase_stability
 from pytest_osi.redaction import redact
-from pytest_osi.results import PromptSetResult, Usage
+from pytest_osi.cases.prompt_sets.result import PromptSetResult, Usage
 
 REPORT_VERSION = 1
 

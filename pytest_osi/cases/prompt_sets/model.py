@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from pytest_osi.data.variants import VARIANTS, paraphrase_variant
+from pytest_osi.cases.prompt_sets.variants import VARIANTS, paraphrase_variant
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

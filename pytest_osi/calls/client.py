@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_osi.errors import ModelCallError
 from pytest_osi.redaction import redact, register_secret
-from pytest_osi.results import Usage
+from pytest_osi.cases.prompt_sets.result import Usage
 
 Message = dict[str, str]
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_osi.options import LOCAL, Settings
-from pytest_osi.results import PromptSetResult
+from pytest_osi.cases.prompt_sets.result import PromptSetResult
 
 if TYPE_CHECKING:
-    from pytest_osi.data.models import PromptSet
-    from pytest_osi.evaluation import Evaluator
-    from pytest_osi.scheduler import Scheduler
+    from pytest_osi.cases.prompt_sets.model import PromptSet
+    from pytest_osi.cases.prompt_sets.pipeline import Evaluator
+    from pytest_osi.calls.scheduler import Scheduler
 
 LOCAL_CONCURRENCY = 2
 
@@ -48,7 +48,7 @@ class OsiSession:
     def start(cls, config: pytest.Config, settings: Settings) -> OsiSession:
         session = cls(config, settings)
         if session.uses_local:
-            from pytest_osi.local import check_local_extra
+            from pytest_osi.calls.local import check_local_extra
 
             check_local_extra()  # a clear usage error naming the install command, up front
         session.load_datasets()
@@ -63,7 +63,7 @@ class OsiSession:
         controller = getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
         if not (self.prompt_sets and self.settings.model) or controller or config.option.collectonly:
             return
-        from pytest_osi.client import import_litellm
+        from pytest_osi.calls.client import import_litellm
 
         threading.Thread(target=import_litellm, name="pytest-osi-prewarm", daemon=True).start()
 
@@ -71,7 +71,7 @@ class OsiSession:
         """Load and validate every configured dataset now, before any item or model call."""
         if not self.settings.datasets:
             return
-        from pytest_osi.data.loaders import load_prompt_sets, load_taxonomy
+        from pytest_osi.cases.prompt_sets.loader import load_prompt_sets, load_taxonomy
         from pytest_osi.errors import DatasetError
 
         taxonomy = load_taxonomy(self.settings.taxonomy) if self.settings.taxonomy else None
@@ -94,9 +94,9 @@ class OsiSession:
         return self._evaluator
 
     def _build_evaluator(self) -> Evaluator:
-        from pytest_osi.client import LLMClient, RetryPolicy
-        from pytest_osi.evaluation import Evaluator
-        from pytest_osi.scheduler import Scheduler
+        from pytest_osi.calls.client import LLMClient, RetryPolicy
+        from pytest_osi.cases.prompt_sets.pipeline import Evaluator
+        from pytest_osi.calls.scheduler import Scheduler
 
         s = self.settings
         model = self._endpoint(s.model, s.model_api_base)
@@ -116,12 +116,12 @@ class OsiSession:
         return min(self.settings.concurrency, LOCAL_CONCURRENCY) if self.uses_local else self.settings.concurrency
 
     def _endpoint(self, name: str | None, api_base: str | None) -> Any:
-        from pytest_osi.client import Endpoint
+        from pytest_osi.calls.client import Endpoint
 
         if name is None:
             return None
         if name == LOCAL:
-            from pytest_osi.local import LOCAL_API_KEY, model_string  # server machinery: only for local
+            from pytest_osi.calls.local import LOCAL_API_KEY, model_string  # server machinery: only for local
 
             # A placeholder key: the user's real OPENAI_API_KEY has no business at a local server.
             return Endpoint(model_string(), self.local_server().api_base, LOCAL_API_KEY)
@@ -129,7 +129,7 @@ class OsiSession:
 
     def local_server(self) -> Any:
         """The embedded model's server: started once per process, stopped at session end."""
-        from pytest_osi.local import LocalModelServer
+        from pytest_osi.calls.local import LocalModelServer
 
         if self._local is None:
             server = LocalModelServer()
@@ -141,7 +141,7 @@ class OsiSession:
     def _judge_format(self) -> Any:
         """Constrained decoding for the judge: on by default for the local judge (it uses
         llama.cpp's dialect), opt-in with --osi-judge-json-schema for others."""
-        from pytest_osi.local import to_local_response_format
+        from pytest_osi.calls.local import to_local_response_format
 
         wanted = self.settings.judge_json_schema
         if self.settings.judge_model == LOCAL and wanted is not False:
@@ -221,7 +221,7 @@ class OsiSession:
 def _litellm_cleanup() -> Any:
     """litellm's client cleanup, if litellm was imported (fully: a background prewarm import
     may still be under way, so ask the client module under its import lock)."""
-    from pytest_osi.client import imported_litellm
+    from pytest_osi.calls.client import imported_litellm
 
     litellm = imported_litellm()
     if litellm is None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from pytest_osi.client import PLACEHOLDER_API_KEY
+from pytest_osi.calls.client import PLACEHOLDER_API_KEY
 from pytest_osi.errors import ConfigError, OsiError
 from pytest_osi.options import LOCAL as LOCAL  # the model string users pass; re-exported here
 
