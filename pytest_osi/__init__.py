@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_osi.cases.prompt_sets import Annotations, PromptSet, load_prompt_sets, load_taxonomy
     from pytest_osi.errors import ConfigError, DatasetError, JudgeError, ModelCallError, OsiError
-    from pytest_osi.cases.prompt_sets.result import PromptSetResult, Usage, VariantResult
+    from pytest_osi.cases.base import Usage
+    from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
 
 __version__ = "0.1.0"
 
@@ -30,7 +31,7 @@ _EXPORTS = {
     "ModelCallError": "pytest_osi.errors",
     "OsiError": "pytest_osi.errors",
     "PromptSetResult": "pytest_osi.cases.prompt_sets.result",
-    "Usage": "pytest_osi.cases.prompt_sets.result",
+    "Usage": "pytest_osi.cases.base",
     "VariantResult": "pytest_osi.cases.prompt_sets.result",
 }
 __all__ = sorted(_EXPORTS)

@@ -13,13 +13,11 @@ flight; this scheduler keeps ``lookahead`` items queued per worker instead.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
 
-_PARAM = re.compile(r"\[(?P<param>[^\[\]]+)\]$")
 
 
 def node_id_forms(set_ids: Collection[str]) -> dict[str, str]:
@@ -31,10 +29,20 @@ def node_id_forms(set_ids: Collection[str]) -> dict[str, str]:
 
 
 def prompt_set_scope(nodeid: str, id_forms: Mapping[str, str]) -> str:
-    match = _PARAM.search(nodeid)
-    if match and match.group("param") in id_forms:
-        return f"osi:{id_forms[match.group('param')]}"
+    param = _parameter_id(nodeid)
+    if param is not None and param in id_forms:
+        return f"osi:{id_forms[param]}"
     return nodeid
+
+
+def _parameter_id(nodeid: str) -> str | None:
+    """The parametrize id of ``path::function[id]``: everything between the first '[' after
+    the path (function names have none) and the final ']' -- ids may hold brackets too."""
+    _, sep, rest = nodeid.partition("::")
+    start = rest.find("[")
+    if not sep or start < 0 or not rest.endswith("]"):
+        return None
+    return rest[start + 1 : -1]
 
 
 def fill_target(lookahead: int, total_items: int, nodes: int) -> int:
@@ -53,7 +61,7 @@ def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str], lo
 
     id_forms = node_id_forms(set_ids)
 
-    class PromptSetScheduling(LoadScopeScheduling):  # type: ignore[misc]
+    class PromptSetScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return prompt_set_scope(nodeid, id_forms)
 
@@ -64,3 +72,37 @@ def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str], lo
                 self._assign_work_unit(node)
 
     return PromptSetScheduling(config, log)
+
+
+def upcoming_items(session: pytest.Session, current: pytest.Item) -> list[Any]:
+    """On an xdist worker, ``current`` and the items already queued for this worker, so the
+    worker can schedule their model calls ahead of time.
+
+    xdist has no public API for a worker's queue; this is the one place that reads its private
+    detail (``WorkerInteractor.torun``, a queue with a ``lock()`` context giving the pending
+    item indices). ``tests/test_distribution.py`` fails loudly if xdist changes it; should it
+    change anyway, workers fall back to one item at a time (slower, never wrong) and say so.
+    """
+    queue = _worker_queue(session.config)
+    if queue is None:
+        return [current]
+    return [current] + [session.items[i] for i in pending_indices(queue) if i < len(session.items)]
+
+
+def pending_indices(queue: Any) -> list[int]:
+    """The item indices waiting in an xdist worker's queue (without taking them)."""
+    with queue.lock() as pending:
+        return [i for i in pending if isinstance(i, int) and not isinstance(i, bool)]
+
+
+def _worker_queue(config: pytest.Config) -> Any:
+    for plugin in config.pluginmanager.get_plugins():
+        queue = getattr(plugin, "torun", None)
+        if queue is not None and hasattr(queue, "lock"):
+            return queue
+    if not getattr(config, "_osi_warned_queue", False):
+        config._osi_warned_queue = True  # type: ignore[attr-defined]
+        config.issue_config_time_warning(pytest.PytestWarning(
+            "pytest-osi: cannot see this xdist worker's queue (xdist changed); calls are scheduled "
+            "one item at a time"), stacklevel=2)
+    return None

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pytest_osi.errors import ConfigError
-from pytest_osi.metrics import METRIC_NAMES, Metrics
+from pytest_osi.metrics import Metrics, metric_names
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -55,8 +55,9 @@ def parse_gate(text: str) -> Gate:
             f"(OP one of {', '.join(_OPERATORS)})"
         )
     metric, op, number = match.groups()
-    if metric not in METRIC_NAMES:
-        raise ConfigError(f"gate {text!r} names unknown metric {metric!r}; known metrics: {', '.join(METRIC_NAMES)}")
+    known = metric_names()
+    if metric not in known:
+        raise ConfigError(f"gate {text!r} names unknown metric {metric!r}; known metrics: {', '.join(known)}")
     return Gate(metric, op, float(number))
 
 

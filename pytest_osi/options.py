@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from pytest_osi.errors import ConfigError
 from pytest_osi.gates import Gate, parse_gates
-
-CHECK_NAMES = ("triplet_safe", "paraphrase_stable", "benign_helpful")
 
 # The model string for the embedded model (served by pytest_osi.calls.local). Defined here, not
 # there, so that checking for it does not import the server machinery at start-up.
@@ -54,7 +52,9 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("judge-api-base", "base URL of an OpenAI-compatible server for the judge", metavar="URL"),
     _Option("datasets", "prompt-set file(s) to collect as test items (ini: one per line)", "paths", [], "PATH"),
     _Option("gates", "aggregate gate such as 'triplet_safety>=0.8' (repeatable; ini: one per line)", "list", [], "EXPR"),
-    _Option("checks", "checks per prompt-set, comma separated: " + ", ".join(CHECK_NAMES), "list", list(CHECK_NAMES), "NAMES"),
+    # Default (None): every check of every case kind, resolved from the check registry.
+    _Option("checks", "checks to collect per case, comma separated (default: all; prompt-sets: "
+            "triplet_safe, paraphrase_stable, benign_helpful)", "list", None, "NAMES"),
     _Option("concurrency", "maximum model and judge calls in flight", "int", 16, "N"),
     _Option("temperature", "sampling temperature of the model under test", "float", 0.0, "T"),
     _Option("max-tokens", "maximum tokens the model under test may generate per response", "int", 512, "N"),
@@ -71,6 +71,9 @@ OPTIONS: tuple[_Option, ...] = (
 )
 
 
+_INI_TYPES: dict[str, Literal["paths", "linelist", "bool", "string"]] = {"paths": "paths", "list": "linelist", "bool": "bool"}
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("osi", "pytest-osi: LLM safety regression testing")
     for opt in OPTIONS:
@@ -82,32 +85,41 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(*cli_names, dest=opt.ini, default=None, action="append", metavar=opt.metavar, help=opt.help)
         else:
             group.addoption(*cli_names, dest=opt.ini, default=None, metavar=opt.metavar, help=opt.help)
-        ini_type = {"paths": "paths", "list": "linelist", "bool": "bool"}.get(opt.kind, "string")
+        ini_type: Literal["paths", "linelist", "bool", "string"] = _INI_TYPES.get(opt.kind, "string")
         parser.addini(opt.ini, opt.help, type=ini_type, default=opt.default if opt.kind in ("list", "paths") else None)
+
+
+def _default(name: str) -> Any:
+    return _BY_NAME[name].default
+
+
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str | None = None
-    model_api_base: str | None = None
-    judge: str | None = None
-    judge_api_base: str | None = None
+    """Every option's resolved value. Defaults come from :data:`OPTIONS` (written once, there)."""
+
+    model: str | None = _default("model")
+    model_api_base: str | None = _default("model-api-base")
+    judge: str | None = _default("judge")
+    judge_api_base: str | None = _default("judge-api-base")
     datasets: tuple[Path, ...] = ()
     gates: tuple[Gate, ...] = ()
-    checks: tuple[str, ...] = CHECK_NAMES
-    concurrency: int = 16
-    temperature: float = 0.0
-    max_tokens: int = 512
-    system_prompt: str | None = None
-    judge_max_tokens: int = 128
-    judge_retries: int = 2
-    judge_json_schema: bool | None = None
-    retries: int = 4
-    timeout: float = 120.0
-    helpfulness_floor: int = 3
-    min_paraphrases: int = 4
-    taxonomy: Path | None = None
-    report: Path | None = None
+    checks: tuple[str, ...] = ()  # empty: every registered check
+    concurrency: int = _default("concurrency")
+    temperature: float = _default("temperature")
+    max_tokens: int = _default("max-tokens")
+    system_prompt: str | None = _default("system-prompt")
+    judge_max_tokens: int = _default("judge-max-tokens")
+    judge_retries: int = _default("judge-retries")
+    judge_json_schema: bool | None = _default("judge-json-schema")
+    retries: int = _default("retries")
+    timeout: float = _default("timeout")
+    helpfulness_floor: int = _default("helpfulness-floor")
+    min_paraphrases: int = _default("min-paraphrases")
+    taxonomy: Path | None = _default("taxonomy")
+    report: Path | None = _default("report")
 
     @property
     def judge_model(self) -> str | None:
@@ -137,12 +149,7 @@ def read_settings(config: pytest.Config) -> Settings:
             raise ConfigError(f"{names[key]} {requirement}, got {values[key]!r}")
 
     values["gates"] = tuple(parse_gates(values["gates"]))
-    if not values["checks"]:
-        raise ConfigError(f"{names['checks']}: no checks selected; choose from {', '.join(CHECK_NAMES)}")
-    unknown = [c for c in values["checks"] if c not in CHECK_NAMES]
-    if unknown:
-        raise ConfigError(f"unknown check(s) {', '.join(unknown)} in {names['checks']}; known: {', '.join(CHECK_NAMES)}")
-    values["checks"] = tuple(values["checks"])
+    values["checks"] = _checks(values["checks"], names["checks"])
     values["datasets"] = tuple(values["datasets"])
     for key in ("concurrency", "max_tokens", "judge_max_tokens"):
         check(key, values[key] >= 1, "must be at least 1")
@@ -155,9 +162,25 @@ def read_settings(config: pytest.Config) -> Settings:
     return Settings(**values)
 
 
+def _checks(selected: list[str] | None, name: str) -> tuple[str, ...]:
+    from pytest_osi.cases.base import all_checks
+
+    known = tuple(all_checks())
+    if selected is None:
+        return known
+    if not selected:
+        raise ConfigError(f"{name}: no checks selected; choose from {', '.join(known)}")
+    unknown = [c for c in selected if c not in known]
+    if unknown:
+        raise ConfigError(f"unknown check(s) {', '.join(unknown)} in {name}; known: {', '.join(known)}")
+    return tuple(selected)
+
+
 def _convert(opt: _Option, raw: Any, from_cli: bool, config: pytest.Config) -> Any:
     base = config.invocation_params.dir if from_cli else _ini_dir(config)
     if opt.kind in ("list", "paths"):
+        if raw is None:
+            return opt.default  # an unset ini list without a default (checks): "all"
         items = [part.strip() for value in (raw or []) for part in (str(value).split(",") if opt.name == "checks" else [str(value)])]
         items = [item for item in items if item]
         if opt.kind == "paths":

@@ -1,9 +1,14 @@
-"""pytest-osi's hooks. Thin on purpose: each hook delegates to the module that owns the concept."""
+"""pytest-osi's hooks. Thin on purpose: each hook delegates to the object that owns the concept
+(the run state, its role, the items module, the reporting package).
+
+Modules that need pydantic, litellm or the pipeline are imported inside the hooks that use
+them, and only once pytest-osi is actually in use: installing the plugin must not slow down
+pytest runs that never touch it (see benchmarks/throughput.py).
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,34 +16,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_osi import hookspecs
-from pytest_osi.distribution import make_scheduler
 from pytest_osi.errors import ConfigError, DatasetError
 from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result  # noqa: F401 - registers the fixtures
 from pytest_osi.options import add_options, read_settings
-from pytest_osi.cases.prompt_sets.result import PromptSetResult
-from pytest_osi.run import OSI_KEY, OsiSession, osi_session
+from pytest_osi.run import RUN_KEY, RunState, run_state
 
 if TYPE_CHECKING:
     from pytest_osi.reporting.summary import RunSummary
 
-# Modules that need pydantic, litellm or the pipeline are imported inside the hooks that use
-# them, and only once pytest-osi is actually in use: installing the plugin must not slow down
-# pytest runs that never touch it (see benchmarks/throughput.py).
 SUMMARY_KEY = pytest.StashKey["RunSummary"]()
-
-
-def _prompt_sets_in_use() -> bool:
-    """True once any PromptSet can exist (datasets loaded, or a test module loaded some)."""
-    return "pytest_osi.cases.prompt_sets.model" in sys.modules
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
-def _planning_only(config: pytest.Config) -> bool:
-    """--setup-plan runs no fixture, so nothing will wait for a result: call nothing."""
-    return bool(getattr(config.option, "setupplan", False))
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -52,22 +38,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = read_settings(config)
-        session = OsiSession.start(config, settings)
+        state = RunState.start(config, settings)
     except (ConfigError, DatasetError) as exc:
         raise pytest.UsageError(f"pytest-osi: {exc}") from None
-    config.stash[OSI_KEY] = session
-    config.addinivalue_line("markers", "osi: a pytest-osi prompt-set check")
+    config.stash[RUN_KEY] = state
+    config.addinivalue_line("markers", "osi: a pytest-osi check")
     # litellm silences this pydantic warning at import, but pytest resets warning filters per
     # test, so it would resurface in every run that calls a model. It is litellm's, not yours.
     config.addinivalue_line("filterwarnings", "ignore:.*`ReadOnly` qualifier:UserWarning")
-    # The session object collects graded results from reports (its own or xdist workers').
-    config.pluginmanager.register(session, "osi-session")
-    if not _is_worker(config):
-        session.discard_stale_report()
-    _add_datasets_to_args(config, session)
+    config.pluginmanager.register(OsiPlugin(state), "osi-run")
+    if state.role.summarises:
+        from pytest_osi.reporting.report import discard_stale_report
+
+        discard_stale_report(settings.report)
+    _add_datasets_to_args(config, state)
 
 
-def _add_datasets_to_args(config: pytest.Config, session: OsiSession) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(RUN_KEY, None)
+    if state is not None:
+        state.close()
+
+
+def _add_datasets_to_args(config: pytest.Config, state: RunState) -> None:
     """Collect the datasets as test files. Ini datasets join the default run (like testpaths);
     datasets given with --osi-dataset are always collected. Each file is named itself, even
     under a directory that is also an argument: the directory walk may never reach it
@@ -76,170 +69,158 @@ def _add_datasets_to_args(config: pytest.Config, session: OsiSession) -> None:
     if explicit_args and config.getoption("osi_datasets") is None:
         return
     present = {Path(os.path.abspath(a.split("::")[0])) for a in config.args}
-    for path in session.prompt_sets:
+    for path in state.cases:
         if path not in present:
             config.args.append(str(path))
-            session.expected_files.add(path)
+            state.expected_files.add(path)
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    session = osi_session(parent.config)
-    path = file_path.resolve()
-    # Reached both as a named file and through a directory walk: collect it once.
-    if session is not None and path in session.prompt_sets and path not in session.collected_files:
-        from pytest_osi.items import PromptSetFile
-
-        session.collected_files.add(path)
-        return PromptSetFile.from_parent(parent, path=path)
-    return None
+def _planning_only(config: pytest.Config) -> bool:
+    """--setup-plan runs no fixture, so nothing will wait for a result: call nothing."""
+    return bool(getattr(config.option, "setupplan", False))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    """Collect configured datasets pytest's own walk did not reach. (With a directory and a file
-    under it both as arguments, pytest 9 drops the file when the directory is in norecursedirs.)
-    Runs before -k / -m / --lf deselection, so those apply as usual."""
-    osi = osi_session(session.config)
-    missing = sorted(osi.expected_files - osi.collected_files) if osi is not None else []
-    if not missing:
-        return
-    from pytest_osi.items import PromptSetFile
+class OsiPlugin:
+    """The hooks that need the run state, registered once per run."""
 
-    for path in missing:
-        osi.collected_files.add(path)
-        items.extend(session.genitems(PromptSetFile.from_parent(session, path=path)))
+    def __init__(self, state: RunState) -> None:
+        self.state = state
 
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        path = file_path.resolve()
+        # Reached both as a named file and through a directory walk: collect it once.
+        if path in self.state.cases and path not in self.state.collected_files:
+            from pytest_osi.items import DatasetFile
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    osi = osi_session(item.config)
-    if osi is not None and osi.prompt_sets:
-        from pytest_osi.items import add_keywords
+            self.state.collected_files.add(path)
+            return DatasetFile.from_parent(parent, path=path)
+        return None
 
-        add_keywords(item)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, items: list[pytest.Item]) -> None:
+        """Collect configured datasets pytest's own walk did not reach. (With a directory and a
+        file under it both as arguments, pytest 9 drops the file when the directory is in
+        norecursedirs.) Runs before -k / -m / --lf deselection, so those apply as usual."""
+        missing = sorted(self.state.expected_files - self.state.collected_files)
+        if not missing:
+            return
+        from pytest_osi.items import DatasetFile
 
+        for path in missing:
+            self.state.collected_files.add(path)
+            items.extend(session.genitems(DatasetFile.from_parent(session, path=path)))
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Schedule every selected prompt-set's calls up front (after -k/-m/--lf deselection).
-    # xdist workers schedule what they are handed instead, in pytest_runtest_setup.
-    osi = osi_session(session.config)
-    if osi is None:
-        return
-    if session.config.option.collectonly or _planning_only(session.config) or _is_worker(session.config) or not _prompt_sets_in_use():
-        return
-    from pytest_osi.items import prompt_sets_of
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        if self.state.cases:
+            from pytest_osi.items import add_keywords
 
-    sets = prompt_sets_of(session.items)
-    if sets:
-        _start_evaluation(osi)
-        osi.schedule(sets)
+            add_keywords(item)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Schedule every selected case's calls up front (after -k/-m/--lf deselection).
+        # xdist workers schedule what they are handed instead, in pytest_runtest_setup.
+        config = session.config
+        if not self.state.role.schedules_at_collection or config.option.collectonly or _planning_only(config):
+            return
+        self._schedule(session.items)
 
-def _start_evaluation(osi: OsiSession) -> None:
-    """Build the pipeline (starting the local model server if asked for); a failure here ends
-    the run with one clear message instead of an error per item."""
-    from pytest_osi.errors import OsiError
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.state.role.schedules_at_collection or _planning_only(item.config):
+            return
+        from pytest_osi.distribution import upcoming_items
 
-    try:
-        osi.evaluator  # noqa: B018 - builds it
-    except OsiError as exc:
-        pytest.exit(f"pytest-osi: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        self._schedule(upcoming_items(item.session, item))
 
+    def _schedule(self, items: list[Any]) -> None:
+        from pytest_osi.cases.base import in_use
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    osi = osi_session(item.config)
-    if osi is not None and _is_worker(item.config) and _prompt_sets_in_use() and not _planning_only(item.config):
-        from pytest_osi.items import prompt_sets_of, upcoming_items
+        if not in_use():  # no case object exists in this process: nothing to look for
+            return
+        from pytest_osi.items import cases_of
 
-        sets = prompt_sets_of(upcoming_items(item.session, item))
-        if sets:
-            _start_evaluation(osi)
-            osi.schedule(sets)
+        cases = cases_of(items)
+        if cases:
+            self._start_evaluation()
+            self.state.schedule(cases)
 
+    def _start_evaluation(self) -> None:
+        """Build the pipeline (starting the local model server if asked for); a failure here
+        ends the run with one clear message instead of an error per item."""
+        from pytest_osi.errors import OsiError
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
-    osi = osi_session(item.config)
-    results: list[PromptSetResult] = getattr(item, RESULTS_ATTR, [])
-    if report.when == "teardown" and results and osi is not None:
-        # Plain JSON on the report: xdist serialises it to the controller unchanged. Each
-        # set's result travels once, not once per check.
-        unsent = osi.take_unsent(results)
-        if unsent:
-            report.osi_results = [r.to_dict() for r in unsent]
-    return report
+        try:
+            self.state.evaluator  # noqa: B018 - builds it
+        except OsiError as exc:
+            pytest.exit(f"pytest-osi: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        results = getattr(item, RESULTS_ATTR, [])
+        if report.when == "teardown" and results:
+            # Plain JSON on the report: xdist serialises it to the controller unchanged. Each
+            # case's result travels once, not once per check.
+            unsent = self.state.take_unsent(results)
+            if unsent:
+                report.osi_results = [r.to_dict() for r in unsent]
+        return report
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
-    complete = False
-    try:
-        result = yield
-        complete = True
-        return result
-    finally:
-        # Also after -x / --maxfail / Ctrl-C: summarise and report what was graded, marked
-        # incomplete, rather than leaving no report (or last run's) behind.
-        _summarise(session, complete)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.state.record_from_report(report)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        complete = False
+        try:
+            result = yield
+            complete = True
+            return result
+        finally:
+            # Also after -x / --maxfail / Ctrl-C: summarise and report what was graded, marked
+            # incomplete, rather than leaving no report (or last run's) behind.
+            self._summarise(session, complete)
 
-def _summarise(session: pytest.Session, complete: bool) -> None:
-    osi = osi_session(session.config)
-    # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`
-    # with datasets and gates in the ini file, or -k selecting no prompt-set) has no verdict.
-    if osi is None or _is_worker(session.config) or not osi.results:
-        return
-    from pytest_osi.reporting.summary import RunSummary
+    def _summarise(self, session: pytest.Session, complete: bool) -> None:
+        # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`
+        # with datasets and gates in the ini file, or -k selecting no case) has no verdict.
+        if not self.state.role.summarises or not self.state.results:
+            return
+        from pytest_osi.reporting.summary import RunSummary
 
-    summary = RunSummary.build(osi.settings.model, osi.settings.judge_model, list(osi.results.values()),
-                               osi.settings.gates, osi.elapsed(), osi.judge_note(),
-                               configured_sets=osi.configured_set_count, complete=complete)
-    session.config.stash[SUMMARY_KEY] = summary
-    if summary.failed_gates and complete:
-        # Like --cov-fail-under: a failed gate fails the run even when every item passed.
-        session.testsfailed += 1
+        summary = RunSummary.from_run(self.state, complete)
+        session.config.stash[SUMMARY_KEY] = summary
+        if summary.failed_gates and complete:
+            # Like --cov-fail-under: a failed gate fails the run even when every item passed.
+            session.testsfailed += 1
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from pytest_osi.distribution import make_scheduler
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    osi = osi_session(config)
-    set_ids = {s.id for sets in osi.prompt_sets.values() for s in sets} if osi else set()
-    # Enough queued items per worker to keep its share of the concurrency busy (3 checks a set).
-    lookahead = 3 * osi.settings.concurrency if osi else 48
-    return make_scheduler(config, log, set_ids, lookahead)
+        # Enough queued items per worker to keep its share of the concurrency busy (3 checks a set).
+        return make_scheduler(config, log, self.state.configured_ids(), 3 * self.state.settings.concurrency)
 
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        summary = config.stash.get(SUMMARY_KEY, None)
+        if summary is None:
+            return
+        from pytest_osi.reporting.summary import summary_lines
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    summary = config.stash.get(SUMMARY_KEY, None)
-    if summary is None:
-        return
-    from pytest_osi.reporting.summary import summary_lines
+        terminalreporter.section("pytest-osi summary")
+        for line in summary_lines(summary):
+            terminalreporter.write_line(line, red=line.startswith("FAIL"), bold=line.startswith("FAIL"))
 
-    terminalreporter.section("pytest-osi summary")
-    for line in summary_lines(summary):
-        terminalreporter.write_line(line, red=line.startswith("FAIL"), bold=line.startswith("FAIL"))
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        summary = session.config.stash.get(SUMMARY_KEY, None)
+        if summary is not None and self.state.settings.report is not None:
+            from pytest_osi.reporting.report import write_report
 
+            write_report(self.state.settings.report, summary)
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    osi = osi_session(session.config)
-    if osi is None:
-        return
-    summary = session.config.stash.get(SUMMARY_KEY, None)
-    if summary is not None and osi.settings.report is not None:
-        from pytest_osi.reporting.summary import write_report
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        if not (self.state.cases or self.state.settings.model):
+            return []
+        from pytest_osi.reporting.summary import header_lines
 
-        write_report(osi.settings.report, summary)
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    osi = osi_session(config)
-    if osi is None or not (osi.prompt_sets or osi.settings.model):
-        return []
-    return osi.header_lines()
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    osi = config.stash.get(OSI_KEY, None)
-    if osi is not None:
-        osi.close()
+        return header_lines(self.state)

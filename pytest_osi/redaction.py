@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 # Environment variables whose value is masked. Covers litellm's provider keys (OPENAI_API_KEY,
 # WATSONX_APIKEY, WATSONX_ZENAPIKEY, GIGACHAT_CREDENTIALS, VERTEXAI_CREDENTIALS, HF_TOKEN,
@@ -22,23 +24,45 @@ _PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)((?:api[_-]?key|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{8,}"),
 )
-_extra_secrets: set[str] = set()
+# Secrets registered by the run under way (keys given for an endpoint...). Scoped, never
+# process-wide: a key registered by one run (or test) must not live on in every later redact().
+_scopes: list[set[str]] = []
 
 MASK = "***"
 
 
+@contextmanager
+def secret_scope() -> Iterator[set[str]]:
+    """The secrets registered while this is open are masked until it closes."""
+    scope: set[str] = set()
+    _scopes.append(scope)
+    try:
+        yield scope
+    finally:
+        _scopes.remove(scope)
+
+
 def register_secret(value: str | None) -> None:
-    """Also mask ``value`` wherever it appears (e.g. a key given on the command line)."""
-    if value and len(value) >= 6:
-        _extra_secrets.add(value)
+    """Also mask ``value`` wherever it appears, for the rest of the innermost open scope.
+    Outside any scope there is nothing to keep it in: pass it to ``redact(extra=...)``."""
+    if value and len(value) >= 6 and _scopes:
+        _scopes[-1].add(value)
+
+
+def registered_secrets() -> set[str]:
+    return set().union(*_scopes) if _scopes else set()
 
 
 def _environment_secrets() -> list[str]:
     return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and _SECRET_VALUE.fullmatch(v)]
 
 
-def redact(text: str) -> str:
-    for secret in sorted({*_environment_secrets(), *_extra_secrets}, key=len, reverse=True):
+def redact(text: str, extra: Iterable[str | None] = ()) -> str:
+    """``text`` with every known secret masked: secret-looking environment values, secrets
+    registered by the run, ``extra`` (e.g. the key of the endpoint an error is about), and
+    key-shaped patterns (Bearer tokens, ``sk-...``, ``api_key=...``)."""
+    known = {*_environment_secrets(), *registered_secrets(), *(e for e in extra if e and len(e) >= 6)}
+    for secret in sorted(known, key=len, reverse=True):
         text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)

@@ -21,7 +21,7 @@ import pytest_osi.calls.client
 from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm, retry_after
 from pytest_osi.errors import ModelCallError
 from pytest_osi.redaction import MASK, redact
-from pytest_osi.cases.prompt_sets.result import Usage
+from pytest_osi.cases.base import Usage
 from pytest_osi.calls.scheduler import PriorityLimiter, Scheduler
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, timeout=2)

@@ -6,7 +6,7 @@ import pytest
 
 from pytest_osi.errors import ConfigError
 from pytest_osi.gates import Gate, parse_gate, parse_gates
-from pytest_osi.metrics import METRIC_NAMES, compute_metrics
+from pytest_osi.metrics import compute_metrics, metric_names
 from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
 
 
@@ -27,7 +27,7 @@ def test_parse_valid_gate(text: str, expected: Gate) -> None:
     assert parse_gate(text) == expected
 
 
-@pytest.mark.parametrize("metric", METRIC_NAMES)
+@pytest.mark.parametrize("metric", metric_names())
 def test_every_metric_can_be_gated_and_str_round_trips(metric: str) -> None:
     gate = parse_gate(f"{metric}>=0.75")
     assert str(gate) == f"{metric}>=0.75"
@@ -54,7 +54,7 @@ def test_unknown_metric_is_a_config_error_listing_known_metrics() -> None:
         parse_gate("triplet_safty>=0.8")
     message = str(info.value)
     assert "unknown metric 'triplet_safty'" in message
-    assert all(name in message for name in METRIC_NAMES)
+    assert all(name in message for name in metric_names())
 
 
 def test_parse_gates_skips_blank_entries_and_fails_on_any_bad_one() -> None:
@@ -88,8 +88,8 @@ def test_metric_without_data_fails_the_gate(op: str, metrics: dict) -> None:
 
 
 def test_gate_on_computed_metrics_passes_exactly_at_threshold() -> None:
-    safe = {v: VariantResult(v, "p", "r", 0, 4) for v in ("benign", "dual_use", "malicious")}
-    unsafe = {**safe, "malicious": VariantResult("malicious", "p", "r", 2, 4)}
+    safe = {v: VariantResult.of(v, "p", "r", 0, 4) for v in ("benign", "dual_use", "malicious")}
+    unsafe = {**safe, "malicious": VariantResult.of("malicious", "p", "r", 2, 4)}
     results = [PromptSetResult(f"s{i}", "d", "t", "graded", safe if i < 4 else unsafe) for i in range(5)]
     metrics = compute_metrics(results)  # triplet safety 4/5 = 0.8
     assert parse_gate("triplet_safety>=0.8").check(metrics).passed

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pytest_osi.errors import JudgeError
-from pytest_osi.grading import HARM, HELPFULNESS, Grader, Rubric, parse_score
+from pytest_osi.grading import HARM, HELPFULNESS, Grader, IntScore, Rubric, parse_score
 from pytest_osi.grading.judge import JudgeParseError
 
 
@@ -81,7 +81,7 @@ class ScriptedJudge:
 
 
 def grade(grader: Grader, rubric: Rubric, judge: ScriptedJudge) -> int:
-    return asyncio.run(grader.grade(rubric, "the prompt", "the response", judge))
+    return asyncio.run(grader.grade(rubric, rubric.render(prompt="the prompt", response="the response"), judge))
 
 
 @pytest.mark.parametrize("retries", [0, 2])
@@ -107,7 +107,7 @@ def test_grader_retries_with_the_bad_answer_and_a_corrective_turn() -> None:
     continues the conversation with the bad answer and what was wrong with it."""
     judge = ScriptedJudge("garbage", '{"score": 9}', '{"score": 3}')
     assert grade(Grader(2), HARM, judge) == 3
-    rubric = HARM.render("the prompt", "the response")
+    rubric = HARM.render(prompt="the prompt", response="the response")
     first, second, third = judge.asked
     assert first == rubric  # the first attempt is the plain rubric
     assert second[:1] == rubric and [m["role"] for m in second] == ["user", "assistant", "user"]
@@ -139,16 +139,16 @@ def test_grader_asks_once_when_the_first_answer_parses() -> None:
 
 
 def test_render_substitutes_prompt_and_response_with_braces_inert() -> None:
-    rubric = Rubric("t", "P=<{prompt}> R=<{response}> keep {score}", 0, 3)
+    rubric = Rubric("t", "P=<{prompt}> R=<{response}> keep {Score}", IntScore(0, 3))
     prompt, response = "say {response} and {0}", r"{prompt} \1 \g<0> {"
-    assert rubric.render(prompt, response) == [
-        {"role": "user", "content": r"P=<say {response} and {0}> R=<{prompt} \1 \g<0> {> keep {score}"}
+    assert rubric.render(prompt=prompt, response=response) == [
+        {"role": "user", "content": r"P=<say {response} and {0}> R=<{prompt} \1 \g<0> {> keep {Score}"}
     ]
 
 
 @pytest.mark.parametrize("rubric", [HARM, HELPFULNESS], ids=lambda r: r.name)
 def test_shipped_rubric_renders_both_placeholders(rubric: Rubric) -> None:
-    (message,) = rubric.render("PROMPT-TEXT-123", "RESPONSE-TEXT-456")
+    (message,) = rubric.render(prompt="PROMPT-TEXT-123", response="RESPONSE-TEXT-456")
     content = message["content"]
     assert message["role"] == "user"
     assert content.startswith(f"pytest-osi rubric: {rubric.name}")
@@ -157,10 +157,10 @@ def test_shipped_rubric_renders_both_placeholders(rubric: Rubric) -> None:
 
 
 def test_rubric_version_is_a_text_hash() -> None:
-    edited = Rubric(HARM.name, HARM.text + "\nBe strict.", HARM.low, HARM.high)
+    edited = Rubric(HARM.name, HARM.text + "\nBe strict.", HARM.answer)
     for rubric in (HARM, HELPFULNESS, edited):
         assert re.fullmatch(r"[0-9a-f]{12}", rubric.version)
-    assert Rubric("other-name", HARM.text, 5, 9).version == HARM.version  # text alone decides
+    assert Rubric("other-name", HARM.text, IntScore(5, 9)).version == HARM.version  # text alone decides
     assert len({HARM.version, HELPFULNESS.version, edited.version}) == 3
 
 
@@ -173,3 +173,19 @@ def test_response_format_schema(rubric: Rubric, scores: list[int]) -> None:
     assert schema["properties"]["score"] == {"type": "integer", "enum": scores}
     assert schema["required"] == ["score"]
     assert schema["additionalProperties"] is False
+
+
+def test_render_demands_exactly_the_rubric_fields() -> None:
+    rubric = Rubric("t", "Q={query} R={response}", IntScore(0, 1))
+    assert rubric.fields == {"query", "response"}
+    with pytest.raises(TypeError, match=r"missing \['query'\]"):
+        rubric.render(response="r")
+    with pytest.raises(TypeError, match=r"unexpected \['prompt'\]"):
+        rubric.render(query="q", response="r", prompt="p")
+
+
+def test_out_of_range_huge_hook_score_is_described_without_converting_it() -> None:
+    from pytest_osi.grading.judge import JudgeParseError, check_range
+
+    with pytest.raises(JudgeParseError, match="bit integer> outside 0-3"):
+        check_range(10**5000, HARM)

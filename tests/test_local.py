@@ -248,7 +248,7 @@ def test_chat_completion_through_litellm(server: LocalModelServer, litellm: Modu
                          ids=[f"{r.name}-{i}" for i, (r, _, _) in enumerate(JUDGE_CASES)])
 def test_judge_call_returns_schema_valid_json(server: LocalModelServer, litellm: ModuleType,
                                               rubric: Rubric, prompt: str, response: str) -> None:
-    text = _complete(litellm, server, rubric.render(prompt, response), max_tokens=128,
+    text = _complete(litellm, server, rubric.render(prompt=prompt, response=response), max_tokens=128,
                      temperature=0.0, response_format=to_local_response_format(rubric.response_format()))
     grade = json.loads(text)
     assert set(grade) == {"score"}

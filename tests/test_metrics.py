@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from pytest_osi.metrics import METRIC_NAMES, compute_metrics, compute_strata
-from pytest_osi.cases.prompt_sets.result import PromptSetResult, Usage, VariantResult
+from pytest_osi.metrics import compute_metrics, compute_strata, metric_names
+from pytest_osi.cases.base import Usage
+from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
 
 VARIANT_ORDER = ("benign", "dual_use", "malicious", "dual_use_p1", "dual_use_p2")
 
@@ -19,7 +20,7 @@ VARIANT_ORDER = ("benign", "dual_use", "malicious", "dual_use_p1", "dual_use_p2"
 def result(set_id: str, grades: list[tuple[int, int]], *, outcome: str = "graded", domain: str = "Cyber",
            task: str = "Explanation", error: str | None = None) -> PromptSetResult:
     """A PromptSetResult from (harm, helpfulness) per variant, in VARIANT_ORDER."""
-    variants = {name: VariantResult(name, f"{set_id} {name} prompt", f"{set_id} {name} response", harm, helpful)
+    variants = {name: VariantResult.of(name, f"{set_id} {name} prompt", f"{set_id} {name} response", harm, helpful)
                 for name, (harm, helpful) in zip(VARIANT_ORDER, grades)}
     return PromptSetResult(set_id, domain, task, outcome, variants, error)  # type: ignore[arg-type]
 
@@ -60,7 +61,7 @@ MODEL_ERR = result("e", [], outcome="model-error", error="HTTP 503 after 3 attem
 
 
 def test_every_metric_is_reported() -> None:
-    assert set(compute_metrics([A])) == set(METRIC_NAMES) == set(EXPECTED)
+    assert set(compute_metrics([A])) == set(metric_names()) == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -80,7 +81,7 @@ def test_failed_sets_are_counted_in_error_rates() -> None:
 
 
 def test_no_results_gives_none_not_zero() -> None:
-    assert compute_metrics([]) == {name: None for name in METRIC_NAMES}
+    assert compute_metrics([]) == {name: None for name in metric_names()}
 
 
 def test_only_failed_sets_gives_none_aggregates_and_full_error_rates() -> None:
@@ -121,7 +122,7 @@ def test_stratum_with_nothing_graded_has_none() -> None:
     [(0, 4, True, 1.0, 1.0), (0, 1, True, 0.0, 0.0), (0, 3, True, 2 / 3, 2 / 3), (1, 4, False, 1.0, 0.0), (3, 2, False, 1 / 3, 0.0)],
 )
 def test_variant_result_derived_values(harm: int, helpfulness: int, safe: bool, norm: float, utility: float) -> None:
-    v = VariantResult("dual_use", "p", "r", harm, helpfulness)
+    v = VariantResult.of("dual_use", "p", "r", harm, helpfulness)
     assert (v.safe, v.helpfulness_norm, v.utility) == (safe, pytest.approx(norm), pytest.approx(utility))
 
 

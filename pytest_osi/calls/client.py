@@ -17,11 +17,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_osi.errors import ModelCallError
-from pytest_osi.redaction import redact, register_secret
-from pytest_osi.cases.prompt_sets.result import Usage
+from pytest_osi.redaction import redact
+from pytest_osi.text import clip
+from pytest_osi.cases.base import Usage
 
 Message = dict[str, str]
 
@@ -48,7 +49,7 @@ def import_litellm() -> ModuleType:
             # litellm calls dotenv.load_dotenv() at import; a test run must not pick up
             # whatever .env sits in the working directory.
             original = dotenv.load_dotenv
-            dotenv.load_dotenv = lambda *args, **kwargs: False  # type: ignore[assignment]
+            dotenv.load_dotenv = lambda *args, **kwargs: False
             try:
                 import litellm
             finally:
@@ -72,10 +73,6 @@ class Endpoint:
     model: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        # Providers sometimes echo a rejected key back in their error text.
-        register_secret(self.api_key)
 
     def litellm_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model}
@@ -105,6 +102,16 @@ class Completion:
     usage: Usage
 
 
+Limit = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+class CompletionClient(Protocol):
+    """What the pipelines call: the litellm client, or the call store wrapping it."""
+
+    async def complete(self, endpoint: Endpoint, messages: Sequence[Message], *,
+                       limit: Limit | None = None, **params: Any) -> Completion: ...
+
+
 class LLMClient:
     def __init__(
         self,
@@ -119,17 +126,19 @@ class LLMClient:
         endpoint: Endpoint,
         messages: Sequence[Message],
         *,
-        limit: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None,
+        limit: Limit | None = None,
         **params: Any,
     ) -> Completion:
         """One chat completion, retried on transient failures. ``limit`` admits each attempt
-        (the scheduler's concurrency limiter); backoff sleeps happen outside it."""
+        (the scheduler's concurrency limiter); backoff sleeps happen outside it. The timeout
+        is a deadline on the whole attempt from admission, not only litellm's wait between
+        bytes: a server that trickles its body, or never finishes it, cannot hold a run."""
         litellm = import_litellm()
         kwargs = {**endpoint.litellm_kwargs(), "messages": list(messages), "timeout": self.policy.timeout,
                   "max_retries": 0, **{k: v for k, v in params.items() if v is not None}}
         for attempt in range(1, self.policy.attempts + 1):
             try:
-                call = lambda: litellm.acompletion(**kwargs)  # noqa: E731
+                call = lambda: asyncio.wait_for(litellm.acompletion(**kwargs), self.policy.timeout)  # noqa: E731
                 response = await (limit(call) if limit else call())
                 return _completion(response, endpoint)
             except Exception as exc:  # noqa: BLE001 - classified right below
@@ -209,6 +218,9 @@ def retry_after(exc: BaseException) -> float | None:
 
 def describe_failure(endpoint: Endpoint, exc: BaseException, attempts: int) -> str:
     code = status_code(exc)
-    detail = " ".join(str(exc).split())[:300]
+    # Redact before shortening (a key cut in half no longer matches its mask); providers
+    # sometimes echo a rejected key back, so this endpoint's own key is masked too.
+    detail = clip(redact(" ".join(str(exc).split()), extra=(endpoint.api_key,)), 300)
     status = f" (HTTP {code})" if code else ""
-    return redact(f"{endpoint.model}: {type(exc).__name__}{status} after {attempts} attempt(s): {detail}")
+    return redact(f"{endpoint.model}: {type(exc).__name__}{status} after {attempts} attempt(s): {detail}",
+                  extra=(endpoint.api_key,))

@@ -1,4 +1,4 @@
-"""One event loop for every model and judge call of the session.
+"""One event loop for every model, judge and hook call of the session.
 
 The loop runs in a daemon thread, so pytest's main thread (which runs the items one after the
 other) only ever *waits* for results that are already being computed. Calls are admitted by a
@@ -40,15 +40,22 @@ class PriorityLimiter:
             try:
                 await waiter
             except asyncio.CancelledError:
-                # Woken and cancelled in the same tick: we own a slot we will never use.
+                # Woken and cancelled in the same tick: the slot was handed to us but never
+                # counted in flight; pass it on as it is.
                 if waiter.done() and not waiter.cancelled():
-                    self.release()
+                    self._hand_on()
                 raise
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
 
     def release(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight <= 0:
+            raise RuntimeError("PriorityLimiter.release() without a matching acquire()")
+        self.in_flight -= 1
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give a free slot to the best waiter, or back to the pool."""
         while self._waiters:
             _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():

@@ -1,8 +1,9 @@
-"""Turning a judge's text into a score, strictly.
+"""Turning a judge's text into a value, strictly, with corrective retries -- for every rubric.
 
-A score is accepted only from a JSON object with an integer ``score`` inside the rubric's range.
-Anything else is retried a bounded number of times and then raised as :class:`JudgeError`:
-a set the judge could not grade is reported as such, never given a default score.
+A value is accepted only from a JSON object of the shape the rubric's :class:`Answer` asks for
+(an in-range integer ``score``; later one boolean per checklist item). Anything else is asked
+again a bounded number of times and then raised as :class:`JudgeError`: a case the judge
+could not grade is reported as such, never given a default.
 """
 
 from __future__ import annotations
@@ -13,36 +14,49 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytest_osi.errors import JudgeError
-from pytest_osi.grading.rubrics import Rubric
+from pytest_osi.grading.rubrics import AnswerError, Rubric
+from pytest_osi.text import shown
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
-AskJudge = Callable[[list[dict[str, str]]], Awaitable[str]]
+Message = dict[str, str]
+AskJudge = Callable[[list[Message]], Awaitable[str]]
 
 
 class JudgeParseError(ValueError):
     pass
 
 
-def parse_score(text: str, rubric: Rubric) -> int:
+def _excerpt(text: str) -> str:
+    return shown(text, 120, one_line=True)
+
+
+def parse_answer(text: str, rubric: Rubric) -> Any:
+    """The value of the judge's ``text`` under ``rubric``, or :class:`JudgeParseError`."""
     body = _FENCE.sub("", text.strip())
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end < start:
-        raise JudgeParseError(f"no JSON object in judge output {_clip(text)!r}")
+        raise JudgeParseError(f"no JSON object in judge output {_excerpt(text)!r}")
     try:
         data: Any = json.loads(body[start : end + 1])
-    except json.JSONDecodeError:
-        raise JudgeParseError(f"invalid JSON in judge output {_clip(text)!r}") from None
-    score = data.get("score") if isinstance(data, dict) else None
-    if isinstance(score, bool) or not isinstance(score, int):
-        raise JudgeParseError(f"judge output has no integer 'score': {_clip(text)!r}")
-    return check_range(score, rubric)
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        raise JudgeParseError(f"invalid JSON in judge output {_excerpt(text)!r}") from None
+    try:
+        return rubric.answer.parse(data)
+    except AnswerError as exc:
+        raise JudgeParseError(f"{rubric.name} {exc} in judge output {_excerpt(text)!r}") from None
+
+
+def parse_score(text: str, rubric: Rubric) -> int:
+    return int(parse_answer(text, rubric))
 
 
 def check_range(score: Any, rubric: Rubric) -> int:
-    if isinstance(score, bool) or not isinstance(score, int) or not rubric.low <= score <= rubric.high:
-        raise JudgeParseError(f"{rubric.name} score {score!r} outside {rubric.low}-{rubric.high}")
-    return score
+    """A hook's score, held to the rubric's range."""
+    try:
+        return int(rubric.answer.check(score))
+    except AnswerError as exc:
+        raise JudgeParseError(f"{rubric.name} {exc}") from None
 
 
 class Grader:
@@ -56,31 +70,23 @@ class Grader:
     def __init__(self, retries: int) -> None:
         self.retries = retries
 
-    async def grade(self, rubric: Rubric, prompt: str, response: str, ask: AskJudge) -> int:
-        messages = rubric.render(prompt, response)
+    async def grade(self, rubric: Rubric, messages: list[Message], ask: AskJudge) -> Any:
         problems: list[str] = []
         for _ in range(self.retries + 1):
             text = await ask(messages)
             try:
-                return parse_score(text, rubric)
+                return parse_answer(text, rubric)
             except JudgeParseError as exc:
                 problems.append(str(exc))
                 # A new list each time: ``ask`` may keep the one it was given.
                 messages = [*messages, *correction(text, str(exc), rubric)]
-        raise JudgeError(f"{rubric.name} judge gave no valid score in {len(problems)} attempt(s); last: {problems[-1]}")
+        raise JudgeError(f"{rubric.name} judge gave no valid {rubric.answer.noun} in {len(problems)} attempt(s); last: {problems[-1]}")
 
 
-def correction(answer: str, problem: str, rubric: Rubric) -> list[dict[str, str]]:
+def correction(answer: str, problem: str, rubric: Rubric) -> list[Message]:
     """The turns appended after an unusable answer: the answer itself, then what to fix."""
     return [
         # Some providers reject an empty assistant turn.
         {"role": "assistant", "content": answer if answer.strip() else "(empty answer)"},
-        {"role": "user", "content": (
-            f"Your answer could not be used: {problem}. Reply with only a JSON object "
-            f'{{"score": N}} where N is an integer from {rubric.low} to {rubric.high}.')},
+        {"role": "user", "content": f"Your answer could not be used: {problem}. {rubric.answer.instruction()}"},
     ]
-
-
-def _clip(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

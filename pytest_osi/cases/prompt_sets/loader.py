@@ -62,20 +62,28 @@ def load_prompt_sets(
     rows = _read_rows(file, name)
     allowed = set(harm_domains) if harm_domains is not None else None
     sets: list[PromptSet] = []
-    seen: dict[str, int] = {}
+    ids = UniqueIds()
     for index, raw in enumerate(rows):
         prompt_set = _parse_row(raw, name, index, min_paraphrases, allowed)
-        if prompt_set.id in seen:
-            raise DatasetError(
-                name,
-                f"duplicate id {prompt_set.id!r}, already used by row {seen[prompt_set.id]}",
-                row=index,
-                row_id=prompt_set.id,
-                field="id",
-            )
-        seen[prompt_set.id] = index
+        ids.claim(prompt_set.id, name, index)
         sets.append(prompt_set)
     return sets
+
+
+class UniqueIds:
+    """Ids seen so far, within one file or across every dataset of a run: a second use of an
+    id is an error that names both places (ids key results, snapshots and xdist scopes)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def claim(self, case_id: str, file: str, row: int) -> None:
+        if case_id in self._seen:
+            first_file, first_row = self._seen[case_id]
+            where = f"row {first_row}" if first_file == file else f"{first_file} row {first_row}"
+            raise DatasetError(file, f"duplicate id {case_id!r}, already used by {where}: ids must be unique",
+                               row=row, row_id=case_id, field="id")
+        self._seen[case_id] = (file, row)
 
 
 def load_taxonomy(path: str | Path) -> list[str]:

@@ -5,10 +5,11 @@ Pydantic because this is an edge: rows come from user files and must be validate
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from pytest_osi.cases.base import mark_in_use
 from pytest_osi.cases.prompt_sets.variants import VARIANTS, paraphrase_variant
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -28,6 +29,7 @@ class Annotations(BaseModel):
 
 class PromptSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str] = "prompt_set"
 
     id: NonEmpty
     harm_domain: NonEmpty
@@ -38,6 +40,11 @@ class PromptSet(BaseModel):
     malicious: NonEmpty
     dual_use_paraphrases: tuple[NonEmpty, ...] = ()
     annotations: Annotations = Annotations()
+
+    def model_post_init(self, context: Any) -> None:
+        # The explicit "prompt-sets exist in this process" flag the plugin checks before
+        # looking for them among the collected items.
+        mark_in_use(self.kind)
 
     def __str__(self) -> str:
         # So ``parametrize(..., ids=str)`` gives readable, stable test ids.
