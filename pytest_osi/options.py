@@ -29,6 +29,7 @@ class _Option:
     kind: str = "string"  # string | int | float | bool | list | paths
     default: Any = None
     metavar: str | None = None
+    choices: tuple[str, ...] = ()  # for kind "choice"
 
     @property
     def flag(self) -> str:
@@ -68,6 +69,22 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("min-paraphrases", "dual-use paraphrases every prompt-set must carry", "int", 4, "N"),
     _Option("taxonomy", "harm-domain taxonomy file; when set, unknown harm domains are an error", "path", None, "PATH"),
     _Option("report", "write the metrics, gates, strata and per-set results as JSON here", "path", None, "PATH"),
+    # The call store and record modes (in the spirit of vcrpy / pytest-recording).
+    _Option("record", "call store mode: new (replay stored calls, record missing ones), none (replay only, "
+            "never call: offline CI), all (call everything again), rewrite (all, then prune unused), off",
+            "choice", "new", "MODE", ("new", "none", "all", "rewrite", "off")),
+    _Option("record-model", "record mode for the model under test only (e.g. 'all': fresh responses, "
+            "judge grades replayed for identical responses); default: --osi-record",
+            "choice", None, "MODE", ("new", "none", "all", "rewrite", "off")),
+    _Option("cache-dir", "where the call store lives (default: .osi-cache under the rootdir)", "path", None, "DIR"),
+    # Verdict snapshots and version diffs.
+    _Option("snapshot-dir", "where verdict snapshots live (default: __snapshots__ beside each dataset)", "path",
+            None, "DIR"),
+    _Option("strict", "judge every check absolutely, ignoring known failures in the snapshot baseline", "bool", None),
+    _Option("baseline", "an earlier --osi-report to compare this run with (default: the snapshots)", "path", None,
+            "REPORT"),
+    _Option("fail-on-drop", "fail when a metric drops by more than MARGIN against the baseline, e.g. "
+            "'triplet_safety:0.05' (repeatable; ini: one per line)", "list", [], "METRIC:MARGIN"),
 )
 
 
@@ -83,6 +100,9 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(f"--osi-no-{opt.name}", dest=opt.ini, action="store_false", help=f"turn off {opt.flag}")
         elif opt.kind in ("list", "paths"):
             group.addoption(*cli_names, dest=opt.ini, default=None, action="append", metavar=opt.metavar, help=opt.help)
+        elif opt.kind == "choice":
+            group.addoption(*cli_names, dest=opt.ini, default=None, choices=opt.choices, metavar=opt.metavar,
+                            help=opt.help)
         else:
             group.addoption(*cli_names, dest=opt.ini, default=None, metavar=opt.metavar, help=opt.help)
         ini_type: Literal["paths", "linelist", "bool", "string"] = _INI_TYPES.get(opt.kind, "string")
@@ -120,6 +140,13 @@ class Settings:
     min_paraphrases: int = _default("min-paraphrases")
     taxonomy: Path | None = _default("taxonomy")
     report: Path | None = _default("report")
+    record: str = _default("record")
+    record_model: str | None = _default("record-model")
+    cache_dir: Path | None = _default("cache-dir")
+    snapshot_dir: Path | None = _default("snapshot-dir")
+    strict: bool | None = _default("strict")
+    baseline: Path | None = _default("baseline")
+    fail_on_drop: tuple[str, ...] = ()
 
     @property
     def judge_model(self) -> str | None:
@@ -151,6 +178,10 @@ def read_settings(config: pytest.Config) -> Settings:
     values["gates"] = tuple(parse_gates(values["gates"]))
     values["checks"] = _checks(values["checks"], names["checks"])
     values["datasets"] = tuple(values["datasets"])
+    values["fail_on_drop"] = tuple(values["fail_on_drop"])
+    for opt in OPTIONS:
+        if opt.kind == "choice" and values[opt.key] is not None and values[opt.key] not in opt.choices:
+            raise ConfigError(f"{names[opt.key]}: {values[opt.key]!r} is not one of {', '.join(opt.choices)}")
     for key in ("concurrency", "max_tokens", "judge_max_tokens"):
         check(key, values[key] >= 1, "must be at least 1")
     for key in ("retries", "judge_retries", "min_paraphrases"):

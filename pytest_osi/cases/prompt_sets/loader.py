@@ -20,11 +20,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import DatasetError
+from pytest_osi.formats import read_document, read_rows
 
 REQUIRED_PARAPHRASES = 4
 
@@ -59,7 +59,7 @@ def load_prompt_sets(
     """
     file = Path(path)
     name = str(path)
-    rows = _read_rows(file, name)
+    rows = read_rows(file, name, "prompt_sets")
     allowed = set(harm_domains) if harm_domains is not None else None
     sets: list[PromptSet] = []
     ids = UniqueIds()
@@ -89,7 +89,7 @@ class UniqueIds:
 def load_taxonomy(path: str | Path) -> list[str]:
     """Harm-domain names from a taxonomy file: a JSON/YAML list, or a mapping keyed by name
     (the layout of OpenSafeIntent's ``harm_domain.json``)."""
-    data = _parse_document(Path(path), str(path))
+    data = read_document(Path(path), str(path))
     if isinstance(data, Mapping):
         return [str(key) for key in data]
     if isinstance(data, list) and all(isinstance(item, str) for item in data):
@@ -109,56 +109,6 @@ def stable_id(fields: Mapping[str, Any]) -> str:
     basis = str(fields.get("underlying_task") or fields.get("benign") or "set")
     slug = re.sub(r"[^a-z0-9]+", "-", basis.lower()).strip("-")[:40].rstrip("-")
     return f"{slug or 'set'}-{digest}"
-
-
-# --- reading files --------------------------------------------------------------------------
-
-
-def _read_rows(file: Path, name: str) -> list[Any]:
-    if file.suffix.lower() == ".jsonl":
-        return _read_jsonl(file, name)
-    data = _parse_document(file, name)
-    if isinstance(data, Mapping) and "prompt_sets" in data:
-        data = data["prompt_sets"]
-    if not isinstance(data, list):
-        raise DatasetError(name, "expected a list of prompt-sets (or a mapping with a 'prompt_sets' list)")
-    return data
-
-
-def _parse_document(file: Path, name: str) -> Any:
-    text = _read_text(file, name)
-    suffix = file.suffix.lower()
-    try:
-        if suffix == ".json":
-            return json.loads(text)
-        if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(name, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        raise DatasetError(name, f"invalid YAML: {exc}") from None
-    raise DatasetError(name, f"unsupported file type {suffix or '(none)'!r}: use .yaml, .yml, .json or .jsonl")
-
-
-def _read_jsonl(file: Path, name: str) -> list[Any]:
-    rows = []
-    for lineno, line in enumerate(_read_text(file, name).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DatasetError(name, f"invalid JSON on line {lineno}: {exc.msg}", row=len(rows)) from None
-    return rows
-
-
-def _read_text(file: Path, name: str) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(name, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(name, f"cannot read file: {exc}") from None
 
 
 # --- one row --------------------------------------------------------------------------------
