@@ -184,7 +184,9 @@ class OsiPlugin:
     def _summarise(self, session: pytest.Session, complete: bool) -> None:
         # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`
         # with datasets and gates in the ini file, or -k selecting no case) has no verdict.
-        if not self.state.role.summarises or not self.state.results:
+        # An interrupted run that had started grading still reports (marked incomplete), even
+        # if nothing finished: "no report" must not look like "nothing was asked".
+        if not self.state.role.summarises or not (self.state.results or (self.state.scheduled_any and not complete)):
             return
         from pytest_osi.reporting.summary import RunSummary
 

@@ -14,9 +14,11 @@ asked once, in :func:`role_for`.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,7 @@ class RunState:
     expected_files: set[Path] = field(default_factory=set)  # datasets we named as test paths
     collected_files: set[Path] = field(default_factory=set)
     _sent: set[tuple[str, str]] = field(default_factory=set)
+    scheduled_any: bool = False  # this process scheduled a case's calls
     _factory: PipelineFactory | None = None
     _evaluator: Evaluator | None = None
     _resources: ExitStack = field(default_factory=ExitStack)
@@ -76,6 +79,7 @@ class RunState:
     def start(cls, config: pytest.Config, settings: Settings) -> RunState:
         state = cls(config, settings, role_for(config))
         state._resources.enter_context(secret_scope())  # keys registered by this run die with it
+        state._resources.enter_context(sigterm_as_interrupt())
         if uses_local(settings):
             from pytest_osi.calls.local import check_local_extra
 
@@ -126,11 +130,22 @@ class RunState:
         return self._evaluator
 
     def schedule(self, cases: list[Case]) -> None:
+        self.scheduled_any = self.scheduled_any or bool(cases)
         for case in cases:
             self.evaluator.schedule(case)
 
     def result_for(self, case: Case) -> CaseResult:
-        return self.evaluator.result(case)
+        """``case``'s result. Should its evaluation fail outside the pipeline (the scheduler
+        died, the loop is blocked), the case still gets a result -- a model-error -- so it is
+        counted in the metrics and gates, never silently dropped."""
+        from pytest_osi.cases.base import kind_of
+        from pytest_osi.errors import OsiError
+        from pytest_osi.text import shown
+
+        try:
+            return self.evaluator.result(case)
+        except OsiError as exc:
+            return kind_of(case).error_result(case, "model-error", shown(str(exc), 2000))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -161,6 +176,27 @@ class RunState:
                 self._factory.close()
         finally:
             self._resources.close()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (what CI runners send on cancel or timeout) like Ctrl-C: pytest then stops
+    the run, the report is written marked incomplete, gates are not enforced, and the local
+    server and other children are stopped by the usual cleanup. Only in the main thread, and
+    only where nobody else has claimed the signal."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 RUN_KEY = pytest.StashKey[RunState]()

@@ -13,6 +13,7 @@ import concurrent.futures
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -71,15 +72,33 @@ class PriorityLimiter:
             self.release()
 
 
+HEARTBEAT = 0.25  # seconds between the loop's "still turning" marks
+
+
 class Scheduler:
-    """Owns the loop thread; ``submit`` hands back a concurrent Future the caller can block on."""
+    """Owns the loop thread; ``submit`` hands back a concurrent Future the caller can block on.
+
+    The loop marks a heartbeat every quarter second. Code that blocks the loop (an ``async def``
+    hook calling ``time.sleep``) stops it, and with it every timeout on the loop: the waiting
+    side reads :meth:`stalled_for` to notice that, instead of waiting for ever.
+    """
 
     def __init__(self, concurrency: int) -> None:
         self.limiter = PriorityLimiter(concurrency)
         self._loop = asyncio.new_event_loop()
+        self._beat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="pytest-osi-scheduler", daemon=True)
         self._thread.start()
         self._closed = False
+        self._loop.call_soon_threadsafe(self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
+        self._loop.call_later(HEARTBEAT, self._heartbeat)
+
+    def stalled_for(self) -> float:
+        """Seconds since the loop last turned (about 0 while it is healthy)."""
+        return max(0.0, time.monotonic() - self._beat - HEARTBEAT)
 
     def _run(self) -> None:
         while True:
@@ -105,6 +124,10 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
+        if self.stalled_for() > 1.0:
+            # Something blocks the loop: it cannot run the shutdown. Don't wait for it (the
+            # thread is a daemon and dies with the process); Ctrl-C must stop the run promptly.
+            timeout = min(timeout, 0.5)
         try:
             self.submit(self._shutdown(cleanup)).result(timeout)
         except (concurrent.futures.TimeoutError, RuntimeError):

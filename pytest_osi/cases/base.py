@@ -104,6 +104,9 @@ class CaseKind:
     case_type: Callable[[], type]  # lazily: the pydantic model class (import costs)
     result_from_dict: Callable[[dict[str, Any]], CaseResult]
     pipeline: Callable[[], Any]  # lazily: ``async def evaluate(ctx, case, order) -> result``
+    # The result of a case whose evaluation could not even finish (scheduler died, loop
+    # blocked): it is still counted, as an error, never dropped.
+    error_result: Callable[[Any, Outcome, str], CaseResult]
     checks: tuple[Check, ...] = ()
     strata: tuple[str, ...] = ()  # result.strata() keys reported per stratum
     extra: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,9 @@ from pytest_osi.grading.judge import JudgeParseError
 from pytest_osi.options import Settings
 from pytest_osi.text import shown
 
+# How long past the call timeout the loop may stand still before the waiting side gives up.
+BLOCKED_GRACE = 2.0
+
 # Stage order inside one case: grading a response finishes work, so it goes first.
 GRADE, GENERATE = 0, 1
 
@@ -155,13 +158,22 @@ class Evaluator:
 
     def result(self, case: Case) -> CaseResult:
         future = self.schedule(case)
-        # Wait in slices: should the loop thread ever die, fail loudly instead of hanging.
+        # Wait in slices, watching the loop: should its thread die, or something block it past
+        # any timeout, fail loudly instead of hanging.
+        grace = self.ctx.settings.timeout + BLOCKED_GRACE
         while True:
             try:
-                return future.result(timeout=1.0)
+                return future.result(timeout=0.5)
             except concurrent.futures.TimeoutError:
                 if not self._scheduler.alive:
                     raise ModelCallError("the pytest-osi scheduler stopped unexpectedly") from None
+                stalled = self._scheduler.stalled_for()
+                if stalled > grace:
+                    raise ModelCallError(
+                        f"the pytest-osi event loop has been blocked for {stalled:.0f}s (more than the "
+                        f"{self.ctx.settings.timeout:g}s timeout): an `async def` hook is probably calling blocking "
+                        "code such as time.sleep or requests; make it a plain `def` (it then runs in a thread) "
+                        "or await non-blocking calls") from None
 
 
 async def settle(tasks: list[asyncio.Task[Any]]) -> BaseException | None:
