@@ -177,7 +177,8 @@ def test_an_interrupted_run_with_nothing_graded_yet_still_reports_incomplete(pyt
     """)
     report = pytester.path / "report.json"
     report.write_text('{"generator": "pytest-osi", "passed": true}')  # last run's verdict
-    result = pytester.runpytest_inprocess("--osi-dataset=sets.yaml", f"--osi-report={report}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("--osi-dataset=sets.yaml", f"--osi-report={report}", "-p", "no:cacheprovider",
+                                          no_reraise_ctrlc=True)
     data = json.loads(report.read_text())
     assert (data["complete"], data["passed"]) == (False, False)
     assert result.ret != pytest.ExitCode.OK
