@@ -69,3 +69,20 @@ def osi_result(request: pytest.FixtureRequest) -> Any:
 def osi_evaluate(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
     """A function that grades any case and returns its result."""
     return lambda case: grade(request.node, request.config, case)
+
+
+@pytest.fixture
+def osi_snapshot(request: pytest.FixtureRequest) -> Any:
+    """The verdict snapshot of a pytest-osi check item (None when syrupy is disabled with
+    ``-p no:syrupy``). Requested first by every check, so that the stored snapshot of an item
+    whose case errored is kept, not reported unused or deleted."""
+    if not request.config.pluginmanager.has_plugin("syrupy"):
+        return None
+    from pytest_osi.storage.snapshots import SnapshotKeeper, extension_for
+
+    state = run_state(request.config)
+    settings = state.settings if state else None
+    snapshot = request.getfixturevalue("snapshot").use_extension(extension_for(settings.snapshot_dir if settings else None))
+    keeper = SnapshotKeeper(snapshot, strict=bool(settings and settings.strict))
+    request.addfinalizer(keeper.keep)
+    return keeper

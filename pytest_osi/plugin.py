@@ -17,7 +17,7 @@ import pytest
 
 from pytest_osi import hookspecs
 from pytest_osi.errors import ConfigError, DatasetError
-from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result  # noqa: F401 - registers the fixtures
+from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result, osi_snapshot  # noqa: F401 - registers the fixtures
 from pytest_osi.options import add_options, read_settings
 from pytest_osi.run import RUN_KEY, RunState, run_state
 
@@ -36,7 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_osi.run import role_for
+
     try:
+        if role_for(config).summarises:
+            from pytest_osi.reporting.report import prepare_report
+
+            prepare_report(config)  # first: refuse an unusable path, remove last run's report
         settings = read_settings(config)
         state = RunState.start(config, settings)
     except (ConfigError, DatasetError) as exc:
@@ -47,10 +53,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # test, so it would resurface in every run that calls a model. It is litellm's, not yours.
     config.addinivalue_line("filterwarnings", "ignore:.*`ReadOnly` qualifier:UserWarning")
     config.pluginmanager.register(OsiPlugin(state), "osi-run")
-    if state.role.summarises:
-        from pytest_osi.reporting.report import discard_stale_report
-
-        discard_stale_report(settings.report)
     _add_datasets_to_args(config, state)
 
 
@@ -157,6 +159,10 @@ class OsiPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
+        if report.when == "call":
+            judged = getattr(item, "_osi_baseline", None)
+            if judged is not None:
+                report.osi_baseline = list(judged)  # (check, status): travels under xdist too
         results = getattr(item, RESULTS_ATTR, [])
         if report.when == "teardown" and results:
             # Plain JSON on the report: xdist serialises it to the controller unchanged. Each
@@ -177,9 +183,13 @@ class OsiPlugin:
             complete = True
             return result
         finally:
+            if not complete or session.shouldstop or session.shouldfail:
+                from pytest_osi.storage.snapshots import freeze
+
+                freeze()  # an incomplete run never rewrites or deletes a verdict snapshot
             # Also after -x / --maxfail / Ctrl-C: summarise and report what was graded, marked
             # incomplete, rather than leaving no report (or last run's) behind.
-            self._summarise(session, complete)
+            self._summarise(session, complete and not (session.shouldstop or session.shouldfail))
 
     def _summarise(self, session: pytest.Session, complete: bool) -> None:
         # Gates judge what this run graded. A run that graded nothing (`pytest tests/test_unit.py`

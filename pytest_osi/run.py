@@ -32,6 +32,7 @@ from pytest_osi.redaction import secret_scope
 if TYPE_CHECKING:
     from pytest_osi.cases.base import Case, CaseResult
     from pytest_osi.cases.engine import Evaluator
+    from pytest_osi.storage.snapshots import BaselineTally
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class RunState:
     collected_files: set[Path] = field(default_factory=set)
     _sent: set[tuple[str, str]] = field(default_factory=set)
     scheduled_any: bool = False  # this process scheduled a case's calls
+    baseline: BaselineTally = field(default_factory=lambda: _tally())
     _factory: PipelineFactory | None = None
     _evaluator: Evaluator | None = None
     _resources: ExitStack = field(default_factory=ExitStack)
@@ -159,7 +161,11 @@ class RunState:
         self.results.setdefault(_result_key(result), result)
 
     def record_from_report(self, report: Any) -> None:
-        """Keep the results a test report carries (this process's, or an xdist worker's)."""
+        """Keep the results a test report carries (this process's, or an xdist worker's), and
+        the outcome of its check against the verdict snapshot."""
+        judged = getattr(report, "osi_baseline", None)
+        if judged and report.when == "call":
+            self.baseline.add(judged[0], report.nodeid, judged[1])
         entries = getattr(report, "osi_results", None) or ()
         if entries:
             from pytest_osi.cases.base import result_from_dict
@@ -197,6 +203,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGTERM) is interrupt:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _tally() -> BaselineTally:
+    from pytest_osi.storage.snapshots import BaselineTally
+
+    return BaselineTally()
 
 
 RUN_KEY = pytest.StashKey[RunState]()

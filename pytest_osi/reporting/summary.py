@@ -8,7 +8,7 @@ registry, not from a hand-written list. Everything shown passes through redactio
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_osi.cases.base import OUTCOMES, Usage
@@ -58,6 +58,7 @@ class RunSummary:
     judge_note: str | None = None
     configured_sets: int = 0  # cases in the configured datasets (0: none configured)
     complete: bool = True  # False when the run stopped early (-x, --maxfail, Ctrl-C)
+    baseline: Any = None  # BaselineTally: check items against their verdict snapshots
 
     @classmethod
     def build(cls, model: str | None, judge: str | None, results: Sequence[Any],
@@ -74,8 +75,9 @@ class RunSummary:
     @classmethod
     def from_run(cls, state: RunState, complete: bool) -> RunSummary:
         s = state.settings
-        return cls.build(s.model, s.judge_model, list(state.results.values()), s.gates, state.elapsed(),
-                         judge_note(s), configured_sets=state.configured_count, complete=complete)
+        summary = cls.build(s.model, s.judge_model, list(state.results.values()), s.gates, state.elapsed(),
+                            judge_note(s), configured_sets=state.configured_count, complete=complete)
+        return replace(summary, baseline=state.baseline)
 
     @property
     def failed_gates(self) -> list[GateVerdict]:
@@ -124,6 +126,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"{'by ' + title:<36} {'sets':>5} {'triplet_safety':>15} {'mean_utility':>13}")
         for name, row in summary.strata[key].items():
             lines.append(f"  {name[:34]:<34} {row['sets']:>5} {_fmt(row['triplet_safety']):>15} {_fmt(row['mean_utility']):>13}")
+    lines += _baseline_lines(summary)
     errors = [r for r in summary.results if not r.graded]
     if errors:
         lines.append("")
@@ -157,6 +160,32 @@ def _metric_table(summary: RunSummary) -> list[str]:
         if gates[verdict.gate.metric] is not verdict:
             lines.append(f"{verdict.gate.metric:<20} {_fmt(verdict.value):>7}  "
                          f"{verdict.gate.op}{verdict.gate.threshold:g}{'':<18} {'PASS' if verdict.passed else 'FAIL'}")
+    return lines
+
+
+_BASELINE_TITLES = {
+    "regression": "regressions against the snapshot baseline (these fail)",
+    "known-failure": "known failures in the baseline (xfail; --osi-strict makes them fail)",
+    "improvement": "improvements on the baseline (accept them with --snapshot-update)",
+}
+
+
+def _baseline_lines(summary: RunSummary) -> list[str]:
+    tally = summary.baseline
+    if tally is None or not tally.items:
+        return []
+    lines = ["", f"verdict snapshots: {tally.with_baseline} of {tally.items} check items have a baseline"]
+    if tally.with_baseline < tally.items:
+        lines.append("  (without one a check is absolute; record the current verdicts as the baseline with "
+                     "--snapshot-update)")
+    for status, title in _BASELINE_TITLES.items():
+        by_check = tally.outcomes.get(status, {})
+        if by_check:
+            lines.append(f"{title}:")
+            for check, ids in sorted(by_check.items()):
+                shown = ", ".join(i.rsplit("::", 1)[-1] for i in sorted(ids)[:10])
+                more = f" (+{len(ids) - 10} more)" if len(ids) > 10 else ""
+                lines.append(f"  {check}: {len(ids)}: {shown}{more}")
     return lines
 
 
