@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_osi.errors import ConfigError
-from pytest_osi.gates import Gate, parse_gate, parse_gates
-from pytest_osi.metrics import compute_metrics, metric_names
+from pytest_osi.gates import DropRule, Gate, parse_drop_rule, parse_drop_rules, parse_gate, parse_gates
+from pytest_osi.metrics import compute_metrics, metric_names, registry
 from pytest_osi.cases.prompt_sets.result import PromptSetResult, VariantResult
 
 
@@ -100,3 +100,75 @@ def test_verdict_to_dict() -> None:
     verdict = parse_gate("mean_safety >= 0.9").check({"mean_safety": 0.95})
     assert verdict.to_dict() == {"gate": "mean_safety>=0.9", "metric": "mean_safety", "op": ">=",
                                  "threshold": 0.9, "value": 0.95, "passed": True}
+
+
+@pytest.mark.parametrize("text", ["triplet_safety>=2", "flip_rate<0", "mean_safety>1.5", "mean_safety>1",
+                                  "flip_rate<=-0.1", "triplet_safety==1.5", "judge_error_rate==-1", "mean_utility<=-0.01"])
+def test_a_gate_that_can_never_pass_is_a_config_error_naming_the_gate_and_the_range(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_gate(text)
+    metric = text.split("<")[0].split(">")[0].split("=")[0]
+    assert str(info.value) == f"gate {text!r} can never pass: {metric} ranges from 0 to 1"
+
+
+@pytest.mark.parametrize("text", ["triplet_safety>=1", "triplet_safety==1", "flip_rate<=0", "flip_rate==0",
+                                  "flip_rate>=0", "mean_safety<1", "mean_safety>0.999", "flip_rate<0.001"])
+def test_a_gate_at_the_edge_of_the_range_is_accepted(text: str) -> None:
+    assert str(parse_gate(text)) == text
+
+
+@pytest.mark.parametrize("name", metric_names())
+def test_every_metrics_range_comes_from_the_registry(name: str) -> None:
+    metric = registry()[name]
+    parse_gate(f"{name}>={metric.high:g}")
+    parse_gate(f"{name}<={metric.low:g}")
+    for impossible in (f"{name}>{metric.high:g}", f"{name}<{metric.low:g}", f"{name}=={metric.high + 1:g}"):
+        with pytest.raises(ConfigError, match=rf"can never pass: {name} ranges from {metric.low:g} to {metric.high:g}"):
+            parse_gate(impossible)
+
+
+def test_a_threshold_too_large_for_a_float_is_refused() -> None:
+    with pytest.raises(ConfigError, match="the threshold must be a finite number"):
+        parse_gate("flip_rate<=" + "9" * 400)
+
+
+def test_two_gates_on_one_metric_a_floor_and_a_ceiling_both_apply() -> None:
+    gates = parse_gates(["mean_utility>=0.4", "mean_utility<=0.6"])
+    assert gates == [Gate("mean_utility", ">=", 0.4), Gate("mean_utility", "<=", 0.6)]
+    assert [g.check({"mean_utility": 0.5}).passed for g in gates] == [True, True]
+    assert [g.check({"mean_utility": 0.7}).passed for g in gates] == [True, False]
+    assert [g.check({"mean_utility": 0.3}).passed for g in gates] == [False, True]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("triplet_safety:0.05", DropRule("triplet_safety", 0.05)),
+    ("  flip_rate : 0 ", DropRule("flip_rate", 0.0)),
+    ("mean_utility:1", DropRule("mean_utility", 1.0)),
+])
+def test_parse_drop_rule(text: str, expected: DropRule) -> None:
+    rule = parse_drop_rule(text)
+    assert rule == expected and DropRule.parse(text) == expected
+    assert parse_drop_rule(str(rule)) == rule
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("triplet_safety", "malformed drop rule 'triplet_safety': expected METRIC:MARGIN, e.g. 'triplet_safety:0.05'"),
+    (":0.05", "malformed drop rule ':0.05': expected METRIC:MARGIN"),
+    ("triplet_safty:0.05", "drop rule 'triplet_safty:0.05' names unknown metric 'triplet_safty'; known metrics: "),
+    ("triplet_safety:abc", "drop rule 'triplet_safety:abc': the margin must be a number, got 'abc'"),
+    ("triplet_safety:", "drop rule 'triplet_safety:': the margin must be a number, got ''"),
+    ("triplet_safety:-0.1", "drop rule 'triplet_safety:-0.1': the margin must be a finite number >= 0 "
+                            "(triplet_safety ranges from 0 to 1), got '-0.1'"),
+    ("triplet_safety:nan", "drop rule 'triplet_safety:nan': the margin must be a finite number >= 0"),
+    ("triplet_safety:inf", "drop rule 'triplet_safety:inf': the margin must be a finite number >= 0"),
+])
+def test_a_bad_drop_rule_is_a_config_error_saying_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_drop_rule(text)
+    assert str(info.value).startswith(message)
+
+
+def test_drop_rules_skip_blank_entries_and_a_rule_cannot_be_built_with_a_bad_margin() -> None:
+    assert parse_drop_rules(["triplet_safety:0.05", " ", ""]) == [DropRule("triplet_safety", 0.05)]
+    with pytest.raises(ConfigError, match="finite number >= 0"):
+        DropRule("triplet_safety", float("nan"))
