@@ -7,6 +7,7 @@ the ini list rather than adding to it, so ``--osi-dataset=one.yaml`` runs just t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_osi.errors import ConfigError
-from pytest_osi.gates import Gate, parse_gates
+from pytest_osi.gates import DropRule, Gate, parse_drop_rules, parse_gates
 
 # The model string for the embedded model (served by pytest_osi.calls.local). Defined here, not
 # there, so that checking for it does not import the server machinery at start-up.
@@ -88,7 +89,26 @@ OPTIONS: tuple[_Option, ...] = (
 )
 
 
-_INI_TYPES: dict[str, Literal["paths", "linelist", "bool", "string"]] = {"paths": "paths", "list": "linelist", "bool": "bool"}
+_INI_TYPES: dict[str, Literal["paths", "linelist", "bool", "string"]] = {"paths": "paths", "list": "linelist"}
+# Spellings of an ini boolean, as pytest's own bool ini type reads them (case-insensitive).
+_TRUE = ("true", "yes", "on", "1", "y", "t")
+_FALSE = ("false", "no", "off", "0", "n", "f")
+
+
+def _ini_type(opt: _Option) -> Any:
+    """How pytest hands us an ini value. Scalars come as the text written (we convert and
+    validate it ourselves, naming the key); native TOML (``[tool.pytest]``, pytest 9) may also
+    give a bool or a number, which pytest >= 9.2 passes through with a union type."""
+    if opt.kind in _INI_TYPES:
+        return _INI_TYPES[opt.kind]
+    native = {"bool": bool, "int": int, "float": float}.get(opt.kind)
+    if native is None:
+        return "string"
+    if pytest.version_tuple >= (9, 2):
+        return str | native
+    # pytest 9.0 / 9.1 read native TOML strictly: keep a TOML bool working there (pytest then
+    # words an unreadable one itself). Before pytest 9 every ini value is text.
+    return "bool" if opt.kind == "bool" and pytest.version_tuple >= (9,) else "string"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -105,8 +125,7 @@ def add_options(parser: pytest.Parser) -> None:
                             help=opt.help)
         else:
             group.addoption(*cli_names, dest=opt.ini, default=None, metavar=opt.metavar, help=opt.help)
-        ini_type: Literal["paths", "linelist", "bool", "string"] = _INI_TYPES.get(opt.kind, "string")
-        parser.addini(opt.ini, opt.help, type=ini_type, default=opt.default if opt.kind in ("list", "paths") else None)
+        parser.addini(opt.ini, opt.help, type=_ini_type(opt), default=opt.default if opt.kind in ("list", "paths") else None)
 
 
 def _default(name: str) -> Any:
@@ -146,7 +165,7 @@ class Settings:
     snapshot_dir: Path | None = _default("snapshot-dir")
     strict: bool | None = _default("strict")
     baseline: Path | None = _default("baseline")
-    fail_on_drop: tuple[str, ...] = ()
+    fail_on_drop: tuple[DropRule, ...] = ()
 
     @property
     def judge_model(self) -> str | None:
@@ -157,19 +176,39 @@ class Settings:
         return self.judge_api_base if self.judge else (self.judge_api_base or self.model_api_base)
 
 
+def _read(config: pytest.Config, opt: _Option) -> tuple[Any, str]:
+    """One option's value (CLI over ini over default), converted, and its name as the user gave
+    it (``--osi-timeout`` or ``osi_timeout``), for error messages."""
+    raw = config.getoption(opt.ini)
+    from_cli = raw is not None
+    if not from_cli:
+        # Unset ini keys come back as None (our explicit ini default), so the
+        # dataclass default applies rather than pytest's per-type default.
+        raw = config.getini(opt.ini)
+    return _convert(opt, raw, from_cli, config), opt.flag if from_cli else opt.ini
+
+
+def report_path(config: pytest.Config) -> tuple[Path | None, str]:
+    """Where the report goes, and the option as the user gave it; read on its own, so that it is
+    known while other settings are still invalid (a run that stops at a usage error must not
+    leave last run's report behind).
+
+    The report replaces the file at its path, so it may not be the baseline the run compares
+    with."""
+    report, report_name = _read(config, _BY_NAME["report"])
+    baseline, baseline_name = _read(config, _BY_NAME["baseline"])
+    if report is not None and report == baseline:
+        raise ConfigError(f"{report_name} and {baseline_name} both name {report}: the report replaces that file, "
+                          "so the baseline would be lost; copy the baseline elsewhere first")
+    return report, report_name
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """Resolve every option (CLI over ini over default) and validate it."""
     values: dict[str, Any] = {}
     names: dict[str, str] = {}  # Settings field -> the option as the user gave it, for errors
     for opt in OPTIONS:
-        raw = config.getoption(opt.ini)
-        from_cli = raw is not None
-        if not from_cli:
-            # Unset ini keys come back as None (our explicit ini default), so the
-            # dataclass default applies rather than pytest's per-type default.
-            raw = config.getini(opt.ini)
-        names[opt.key] = opt.flag if from_cli else opt.ini
-        values[opt.key] = _convert(opt, raw, from_cli, config)
+        values[opt.key], names[opt.key] = _read(config, opt)
 
     def check(key: str, ok: bool, requirement: str) -> None:
         if not ok:
@@ -178,7 +217,10 @@ def read_settings(config: pytest.Config) -> Settings:
     values["gates"] = tuple(parse_gates(values["gates"]))
     values["checks"] = _checks(values["checks"], names["checks"])
     values["datasets"] = tuple(values["datasets"])
-    values["fail_on_drop"] = tuple(values["fail_on_drop"])
+    try:
+        values["fail_on_drop"] = tuple(parse_drop_rules(values["fail_on_drop"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{names['fail_on_drop']}: {exc}") from None
     for opt in OPTIONS:
         if opt.kind == "choice" and values[opt.key] is not None and values[opt.key] not in opt.choices:
             raise ConfigError(f"{names[opt.key]}: {values[opt.key]!r} is not one of {', '.join(opt.choices)}")
@@ -187,7 +229,6 @@ def read_settings(config: pytest.Config) -> Settings:
     for key in ("retries", "judge_retries", "min_paraphrases"):
         check(key, values[key] >= 0, "must not be negative")
     check("helpfulness_floor", 1 <= values["helpfulness_floor"] <= 4, "must be between 1 and 4")
-    # Written so that NaN fails too.
     check("timeout", values["timeout"] > 0, "must be greater than 0 seconds")
     check("temperature", values["temperature"] >= 0, "must not be negative")
     return Settings(**values)
@@ -221,16 +262,29 @@ def _convert(opt: _Option, raw: Any, from_cli: bool, config: pytest.Config) -> A
         return items
     if raw is None or raw == "":
         return opt.default
+    source = opt.flag if from_cli else opt.ini
     if opt.kind == "bool":
-        return bool(raw)
+        return _bool(raw, source)
     if opt.kind == "path":
         return _path(str(raw), base)
     parse: Callable[[str], Any] = {"int": int, "float": float}.get(opt.kind, str)
     try:
-        return parse(str(raw).strip())
+        value = parse(str(raw).strip())
     except ValueError:
-        source = opt.flag if from_cli else f"ini {opt.ini}"
-        raise ConfigError(f"{source}: expected {opt.kind}, got {raw!r}") from None
+        what = "a whole number" if opt.kind == "int" else "a number"
+        raise ConfigError(f"{source}: expected {what}, got {raw!r}") from None
+    if opt.kind == "float" and not math.isfinite(value):
+        raise ConfigError(f"{source} must be a finite number, got {raw!r}")
+    return value
+
+
+def _bool(raw: Any, source: str) -> bool:
+    if isinstance(raw, bool):  # the command line's --osi-X / --osi-no-X, or a native TOML bool
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{source}: expected a boolean (true/false, yes/no, 1/0, on/off), got {raw!r}")
 
 
 def _ini_dir(config: pytest.Config) -> Path:
