@@ -20,11 +20,13 @@ import pytest
 
 
 
-def node_id_forms(set_ids: Collection[str]) -> dict[str, str]:
-    """Each set id as it can appear in a node id -> the set id. pytest escapes non-ASCII ids
-    ('café' -> 'caf\\xe9') unless told not to, so both spellings are accepted."""
-    forms = {set_id: set_id for set_id in set_ids}
-    forms.update({set_id.encode("unicode_escape").decode("ascii"): set_id for set_id in set_ids})
+def node_id_forms(set_ids: Collection[str] | Mapping[str, str]) -> dict[str, str]:
+    """Each case id as it can appear in a node id -> the scope its items share (the id itself,
+    unless a mapping says otherwise). pytest escapes non-ASCII ids ('café' -> 'caf\\xe9')
+    unless told not to, so both spellings are accepted."""
+    scopes = dict(set_ids) if isinstance(set_ids, Mapping) else {set_id: set_id for set_id in set_ids}
+    forms = dict(scopes)
+    forms.update({case_id.encode("unicode_escape").decode("ascii"): scope for case_id, scope in scopes.items()})
     return forms
 
 
@@ -51,7 +53,8 @@ def fill_target(lookahead: int, total_items: int, nodes: int) -> int:
     return max(1, min(lookahead, math.ceil(total_items / (2 * max(nodes, 1)))))
 
 
-def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str], lookahead: int = 48) -> Any:
+def make_scheduler(config: pytest.Config, log: Any, set_ids: Collection[str] | Mapping[str, str],
+                   lookahead: int = 48) -> Any:
     """A scheduler for ``-n`` runs with pytest-osi items, or None to leave xdist's choice alone
     (only the default ``load`` distribution is replaced; an explicit --dist mode is respected
     as long as it is not 'load')."""

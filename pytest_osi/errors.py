@@ -38,3 +38,11 @@ class ModelCallError(OsiError):
 
 class JudgeError(OsiError):
     """The judge's answer could not be parsed into a valid score, even after retries."""
+
+
+class SimulatorError(OsiError):
+    """The user simulator could not write a usable turn (empty, or giving the benign intent
+    away before the flow reveals it, even after a corrective re-ask). Never blamed on the
+    model under test: the conversation ends as a ``simulator-error``."""
+
+    outcome = "simulator-error"

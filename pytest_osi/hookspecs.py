@@ -31,3 +31,16 @@ def pytest_osi_grade_harm(prompt: str, response: str) -> int | None:
 @hookspec(firstresult=True)
 def pytest_osi_grade_helpfulness(prompt: str, response: str) -> int | None:
     """Return the helpfulness grade 1-4 of ``response`` to ``prompt``."""
+
+
+@hookspec(firstresult=True)
+def pytest_osi_grade_checklist(messages: list[dict[str, str]], response: str, checklist: list[str]) -> list[bool] | None:
+    """Return, for each checklist item, whether ``response`` meets it (exactly one boolean per
+    item, in order). ``messages`` is the conversation the response answered."""
+
+
+@hookspec(firstresult=True)
+def pytest_osi_simulate_user(scenario: Any, move: str, messages: list[dict[str, str]]) -> str | None:
+    """Return the simulated user's next message for ``move`` (a clarification scenario's
+    follow-up that has no scripted text). ``scenario`` is the Scenario (its ``benign_intent``
+    is the user's real reason; the checklist is not for the simulator's eyes)."""

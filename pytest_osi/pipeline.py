@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_osi.options import LOCAL, Settings
@@ -25,7 +26,7 @@ LOCAL_CONCURRENCY = 2
 
 
 def uses_local(settings: Settings) -> bool:
-    return LOCAL in (settings.model, settings.judge_model)
+    return LOCAL in (settings.model, settings.judge_model, settings.simulator_model)
 
 
 def concurrency(settings: Settings) -> int:
@@ -36,6 +37,7 @@ def concurrency(settings: Settings) -> int:
 class PipelineFactory:
     settings: Settings
     hooks: Any  # pytest's hook relay
+    rootdir: Path | None = None  # the call store lives in .osi-cache under it (unless --osi-cache-dir)
     scheduler: Scheduler | None = None
     _local: LocalModelServer | None = None
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
@@ -51,8 +53,10 @@ class PipelineFactory:
         model = self.endpoint(s.model, s.model_api_base)
         judge = self.endpoint(s.judge_model, s.judge_base)
         self.scheduler = Scheduler(concurrency(s))
-        client = wrap_client(LLMClient(RetryPolicy(attempts=s.retries + 1, timeout=s.timeout)), s)
-        ctx = CallContext(s, self.hooks, client, self.scheduler, model, judge, self.judge_format())
+        client = wrap_client(LLMClient(RetryPolicy(attempts=s.retries + 1, timeout=s.timeout)), s,
+                             model_endpoint=model, rootdir=self.rootdir)
+        simulator = self.endpoint(s.simulator_model, s.simulator_base)
+        ctx = CallContext(s, self.hooks, client, self.scheduler, model, judge, self.judge_format(), simulator)
         return Evaluator(self.scheduler, ctx, lambda case: kind_of(case).pipeline())
 
     def endpoint(self, name: str | None, api_base: str | None) -> Endpoint | None:

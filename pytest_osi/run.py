@@ -65,7 +65,7 @@ class RunState:
     config: pytest.Config
     settings: Settings
     role: Role
-    cases: dict[Path, list[Case]] = field(default_factory=dict)
+    cases: dict[Path, list[Any]] = field(default_factory=dict)  # Case objects per dataset file
     results: dict[tuple[str, str], CaseResult] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     expected_files: set[Path] = field(default_factory=set)  # datasets we named as test paths
@@ -93,25 +93,37 @@ class RunState:
     # -- datasets ----------------------------------------------------------------------------
 
     def load_datasets(self) -> None:
-        """Load and validate every configured dataset now, before any item or model call."""
+        """Load and validate every configured dataset now, before any item or model call.
+        A file holds prompt-sets or clarification scenarios (told apart by its content)."""
         if not self.settings.datasets:
             return
         from pytest_osi.cases.prompt_sets.loader import UniqueIds, load_prompt_sets, load_taxonomy
+        from pytest_osi.cases.scenarios.conversation import conversations
+        from pytest_osi.cases.scenarios.loader import is_scenario_file, load_scenarios
 
         taxonomy = load_taxonomy(self.settings.taxonomy) if self.settings.taxonomy else None
         ids = UniqueIds()
         for path in self.settings.datasets:
-            sets = load_prompt_sets(path, min_paraphrases=self.settings.min_paraphrases, harm_domains=taxonomy)
-            for index, prompt_set in enumerate(sets):
-                ids.claim(prompt_set.id, str(path), index)
-            self.cases[path] = list(sets)
+            cases: list[Any]
+            if is_scenario_file(path):
+                scenarios = load_scenarios(path, harm_domains=taxonomy)
+                rows: list[Any] = list(scenarios)
+                cases = conversations(scenarios)
+            else:
+                rows = cases = list(load_prompt_sets(path, min_paraphrases=self.settings.min_paraphrases,
+                                                     harm_domains=taxonomy))
+            for index, row in enumerate(rows):
+                ids.claim(row.id, str(path), index)
+            self.cases[path] = list(cases)
 
     @property
     def configured_count(self) -> int:
         return sum(len(cases) for cases in self.cases.values())
 
-    def configured_ids(self) -> set[str]:
-        return {case.id for cases in self.cases.values() for case in cases}
+    def configured_ids(self) -> dict[str, str]:
+        """Each configured case's item id -> the scope its items share on one xdist worker
+        (a prompt-set: itself; a conversation: its scenario, whose flows share calls)."""
+        return {case.id: getattr(case, "scope", case.id) for cases in self.cases.values() for case in cases}
 
     # -- evaluation --------------------------------------------------------------------------
 

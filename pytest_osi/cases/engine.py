@@ -67,12 +67,24 @@ class CallContext:
     model: Endpoint | None
     judge: Endpoint | None
     judge_format: JudgeFormat = lambda rubric: None  # constrained decoding, in the judge's dialect
+    simulator: Endpoint | None = None  # the user simulator of clarification scenarios
     grader: Grader = field(init=False)
     hook_runner: HookRunner = field(init=False)
+    _shared: dict[Any, asyncio.Task[Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.grader = Grader(self.settings.judge_retries)
         self.hook_runner = HookRunner(self.scheduler.limiter, self.settings.timeout)
+
+    async def once(self, key: Any, factory: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[Any, bool]:
+        """The result of work several cases share (a scenario's oracle and first turn, shared
+        by its flows), run once per process; and whether this caller started it (and so
+        counts its usage). Shielded: one case failing must not cancel its siblings' work."""
+        task = self._shared.get(key)
+        started = task is None
+        if task is None:
+            task = self._shared[key] = asyncio.ensure_future(factory())
+        return await asyncio.shield(task), started
 
     def limit(self, order: int, stage: int) -> Limit:
         return lambda fn: self.scheduler.limiter.run((order, stage), fn)

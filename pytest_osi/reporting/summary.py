@@ -38,7 +38,10 @@ def header_lines(state: RunState) -> list[str]:
     lines = [f"osi: model={s.model or '(hook)'} judge={s.judge_model or '(hook)'} "
              f"rubrics={rubric_label()} concurrency={concurrency(s)}"]
     if state.cases:
-        lines.append(f"osi: {state.configured_count} prompt-set(s) from {len(state.cases)} dataset(s)")
+        kinds = [getattr(type(c), "kind", "") for cases in state.cases.values() for c in cases]
+        parts = [f"{kinds.count('prompt_set')} prompt-set(s)"] if "prompt_set" in kinds else []
+        parts += [f"{kinds.count('scenario')} scenario conversation(s)"] if "scenario" in kinds else []
+        lines.append(f"osi: {', '.join(parts)} from {len(state.cases)} dataset(s)")
     note = judge_note(s)
     if note:
         lines.append(f"osi: NOTE: {note}")
@@ -59,6 +62,8 @@ class RunSummary:
     configured_sets: int = 0  # cases in the configured datasets (0: none configured)
     complete: bool = True  # False when the run stopped early (-x, --maxfail, Ctrl-C)
     baseline: Any = None  # BaselineTally: check items against their verdict snapshots
+    comparison: dict[str, Any] | None = None  # the version diff's report keys (baseline, deltas, transitions)
+    comparison_lines: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, model: str | None, judge: str | None, results: Sequence[Any],
@@ -110,8 +115,12 @@ def summary_lines(summary: RunSummary) -> list[str]:
     ]
     if summary.judge_note:
         lines.append(f"NOTE: {summary.judge_note}")
-    lines.append(f"prompt-sets: {len(summary.results)}  "
-                 + "  ".join(f"{outcome}: {n}" for outcome, n in summary.counts().items()))
+    labels = {"prompt_set": "prompt-sets", "scenario": "conversations"}
+    for kind, label in labels.items():
+        of_kind = [r for r in summary.results if r.kind == kind]
+        if of_kind or (kind == "prompt_set" and not summary.results):
+            counts = {o: sum(r.outcome == o for r in of_kind) for o in summary.counts()}
+            lines.append(f"{label}: {len(of_kind)}  " + "  ".join(f"{o}: {n}" for o, n in counts.items()))
     if not summary.complete:
         lines.append("NOTE: the run stopped early: these numbers cover only what was graded; gates not enforced")
     elif len(summary.results) < summary.configured_sets:
@@ -119,8 +128,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
                      "configured prompt-sets (a selection: -k, -m, --lf)")
     lines += _metric_table(summary)
     lines += _prompt_set_details(summary)
+    lines += _scenario_details(summary)
     for key, title in (("harm_domain", "harm domain"), ("task_type", "task type")):
-        if key not in summary.strata:
+        if key not in summary.strata or not any(r.kind == "prompt_set" for r in summary.results):
             continue
         lines.append("")
         lines.append(f"{'by ' + title:<36} {'sets':>5} {'triplet_safety':>15} {'mean_utility':>13}")
@@ -186,6 +196,45 @@ def _baseline_lines(summary: RunSummary) -> list[str]:
                 shown = ", ".join(i.rsplit("::", 1)[-1] for i in sorted(ids)[:10])
                 more = f" (+{len(ids) - 10} more)" if len(ids) > 10 else ""
                 lines.append(f"  {check}: {len(ids)}: {shown}{more}")
+    return lines
+
+
+def scenario_tables(results: Sequence[Any]) -> dict[str, Any]:
+    """The scenario tables (recovery curve, gains per move, recovery splits), as plain data for
+    the summary and the report."""
+    from pytest_osi.cases.scenarios import measures as m
+
+    def share(x: Any) -> dict[str, Any]:
+        return {"value": x.value, "n": x.n, "excluded": x.excluded}
+
+    return {
+        "recovery_curve": {str(t): share(x) for t, x in m.recovery_curve(results).items()},
+        "gain_by_move": {move: share(x) for move, x in m.gain_by_move(results).items()},
+        "recovery_by_turn1": {k: share(x) for k, x in m.recovery_by_turn1(results).items()},
+        "recovery_by_harm_domain": {k: share(x) for k, x in m.recovery_by_harm_domain(results).items()},
+        "recovery_by_flow": {k: share(x) for k, x in m.recovery_by_flow(results).items()},
+        "note": m.no_baseline_note(results),
+    }
+
+
+def _scenario_details(summary: RunSummary) -> list[str]:
+    conversations = [r for r in summary.results if r.kind == "scenario"]
+    if not conversations:
+        return []
+    tables = scenario_tables(conversations)
+    scenarios = len({r.scenario_id for r in conversations})
+    lines = ["", f"clarification scenarios: {scenarios} scenario(s), {len(conversations)} conversation(s)"]
+    curve = "  ".join(f"t{t} {_fmt(x['value'])}" for t, x in tables["recovery_curve"].items())
+    lines.append(f"recovery curve (mean Ben-Util by turn): {curve or 'n/a'}")
+    gains = "  ".join(f"{move} {x['value']:+.3f} (n={x['n']})" for move, x in tables["gain_by_move"].items()
+                      if x["value"] is not None)
+    lines.append(f"Ben-Util gain after each move: {gains or 'n/a'}")
+    for title, key in (("first response", "recovery_by_turn1"), ("harm domain", "recovery_by_harm_domain"),
+                       ("flow", "recovery_by_flow")):
+        rows = "  ".join(f"{name} {_fmt(x['value'])} (n={x['n']})" for name, x in tables[key].items())
+        lines.append(f"recovery by {title}: {rows or 'n/a'}")
+    if tables["note"]:
+        lines.append(f"NOTE: {tables['note']}")
     return lines
 
 
