@@ -476,38 +476,8 @@ def compare(baseline: Sequence[Any], current: Sequence[Any], *, baseline_label: 
 
 # -- drop rules -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class DropRule:
-    """Fail when ``metric`` moves in its bad direction by more than ``margin`` (>= 0)."""
-
-    metric: str
-    margin: float
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin >= 0):
-            raise ValueError(f"drop margin for {self.metric} must be a finite number >= 0, got {self.margin!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> DropRule:
-        """``'triplet_safety:0.05'`` -> DropRule('triplet_safety', 0.05); the metric must be registered."""
-        metric, sep, margin = text.strip().rpartition(":")
-        metric = metric.strip()
-        if not sep or not metric:
-            raise ValueError(f"drop rule {text!r}: expected METRIC:MARGIN, e.g. 'triplet_safety:0.05'")
-        if metric not in registry():
-            raise ValueError(f"drop rule {text!r}: unknown metric {metric!r}; known: {', '.join(registry())}")
-        try:
-            value = float(margin)
-        except ValueError:
-            raise ValueError(f"drop rule {text!r}: margin {margin.strip()!r} is not a number") from None
-        return cls(metric, value)
-
-    def __str__(self) -> str:
-        return f"{self.metric}:{self.margin:g}"
-
-
-def parse_drop_rule(text: str) -> DropRule:
-    return DropRule.parse(text)
+# One DropRule for the plugin's --osi-fail-on-drop and this module (parsed and validated in gates).
+from pytest_osi.gates import DropRule, parse_drop_rule  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class DatasetError(OsiError, ValueError):
         super().__init__(": ".join(where) + f": {problem}")
 
 
-class ConfigError(OsiError):
+class ConfigError(OsiError, ValueError):
     """An option or ini value pytest-osi cannot use (reported as a pytest usage error)."""
 
 

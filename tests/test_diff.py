@@ -283,7 +283,7 @@ def test_drop_failures_point_and_interval() -> None:
 def test_drop_rule_parsing_and_errors() -> None:
     assert DropRule.parse(" triplet_safety : 0.05 ") == DropRule("triplet_safety", 0.05)
     for text, message in (("triplet_safety", "METRIC:MARGIN"), ("nope:0.1", "unknown metric 'nope'"),
-                          ("triplet_safety:abc", "not a number"), ("triplet_safety:-0.1", ">= 0"),
+                          ("triplet_safety:abc", "must be a number"), ("triplet_safety:-0.1", ">= 0"),
                           ("triplet_safety:nan", ">= 0")):
         with pytest.raises(ValueError, match=message):
             DropRule.parse(text)
