@@ -358,6 +358,17 @@ def test_scenario_level_metrics_fall_back_to_the_next_flow() -> None:
     assert registry()["ben_util_oracle"].compute([failed("s1", "reveal", "model-error"), A2]) == pytest.approx(0.8)
 
 
+def test_scenario_level_pairs_for_a_version_diff() -> None:
+    turn1 = registry()["ben_util_turn1"]
+    assert isinstance(turn1, ScenarioMetric)
+    pairs = [(A2, A2), (A, A), (B, B), (ERRORS[0], ERRORS[0]), (failed("s5", "f", "judge-error"), B)]
+    # One pair per graded scenario, flow 0 first: s1 -> (A, A), s2 -> (B, B); the failed s1
+    # flow and the pair with a failed side are skipped.
+    assert turn1.select_pairs(pairs) == [(A, A), (B, B)]
+    # s1's flow 0 failed on one side: its flow 1 pairs instead.
+    assert turn1.select_pairs([(A, failed("s1", "reveal", "model-error")), (A2, A2)]) == [(A2, A2)]
+
+
 def test_metrics_use_the_thresholds_stored_with_each_result() -> None:
     lenient = conv("s7", "push", ["10", "10", "10"], "11", moves=["pushback", "rephrase"],
                    responses=["Only the first part, sorry."] * 3,

@@ -349,14 +349,29 @@ class ScenarioMetric(Metric):
     flow is deselected with ``-k`` or failed while its siblings were graded), this subclass
     de-duplicates in ``values``, the one method ``compute`` and the strata go through."""
 
+    def _eligible(self, result: Any) -> bool:
+        return bool(result.kind == self.kind and (result.graded or not self.graded_only))
+
     def values(self, results: Iterable[Any]) -> list[float]:
-        eligible = [r for r in results if r.kind == self.kind and (r.graded or not self.graded_only)]
         out = []
-        for result in representatives(eligible):
+        for result in representatives(r for r in results if self._eligible(r)):
             value = self.per_case(result)
             if value is not None:
                 out.append(float(value))
         return out
+
+    def select_pairs(self, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """For paired comparisons (a version diff): one (baseline, current) pair per scenario,
+        the lowest (flow position, flow id) among the pairs eligible on both sides. Pairing
+        every flow would count a scenario once per flow, with identical differences."""
+        chosen: dict[str, tuple[Any, Any]] = {}
+        for old, new in pairs:
+            if not (self._eligible(old) and self._eligible(new)):
+                continue
+            best = chosen.get(old.scenario_id)
+            if best is None or (old.flow_index, old.flow_id) < (best[0].flow_index, best[0].flow_id):
+                chosen[old.scenario_id] = (old, new)
+        return [chosen[key] for key in sorted(chosen)]
 
 
 def _optional_float(value: bool | None) -> float | None:
