@@ -374,7 +374,7 @@ def _metric_delta(metric: Metric, pairs: Sequence[tuple[Any, Any]], baseline: Se
                   current: Sequence[Any], level: float, bootstrap: int, seed: int) -> MetricDelta:
     before: list[float] = []
     after: list[float] = []
-    for old, new in pairs:
+    for old, new in metric.select_pairs(pairs):
         a, b = _eligible(metric, old), _eligible(metric, new)
         if a is not None and b is not None:
             before.append(a)
@@ -593,7 +593,9 @@ def load_report(path: str | Path) -> Report:
     if data["version"] != REPORT_VERSION:
         raise ReportError(f"{name}: report version {data['version']!r}; this pytest-osi reads version {REPORT_VERSION}")
     results = []
-    for index, item in enumerate(data["items"]):
+    raw_conversations = data.get("conversations")
+    conversations: list[Any] = raw_conversations if isinstance(raw_conversations, list) else []
+    for index, item in enumerate([*data["items"], *conversations]):
         where = f"{name}: item {index}" + (f" ({item.get('set_id')!r})" if isinstance(item, dict) and item.get("set_id") else "")
         if not isinstance(item, dict):
             raise ReportError(f"{where}: not an object")

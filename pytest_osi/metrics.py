@@ -48,6 +48,11 @@ class Metric:
         values = self.values(results)
         return fmean(values) if values else None
 
+    def select_pairs(self, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """The (baseline, current) case pairs a paired comparison of this metric uses: all of
+        them; a metric over scenarios keeps one pair per scenario."""
+        return list(pairs)
+
     def better(self, delta: float) -> bool:
         """True when a change of ``delta`` is an improvement."""
         return delta > 0 if self.direction == "higher" else delta < 0

@@ -202,8 +202,9 @@ class OsiPlugin:
 
         summary = RunSummary.from_run(self.state, complete)
         session.config.stash[SUMMARY_KEY] = summary
-        if summary.failed_gates and complete:
-            # Like --cov-fail-under: a failed gate fails the run even when every item passed.
+        if (summary.failed_gates or summary.drop_failures) and complete:
+            # Like --cov-fail-under: a failed gate (or a drop beyond --osi-fail-on-drop) fails
+            # the run even when every item passed.
             session.testsfailed += 1
 
     @pytest.hookimpl(optionalhook=True)

@@ -31,6 +31,7 @@ from pytest_osi.redaction import secret_scope
 
 if TYPE_CHECKING:
     from pytest_osi.cases.base import Case, CaseResult
+    from pytest_osi.baseline import Baseline
     from pytest_osi.cases.engine import Evaluator
     from pytest_osi.storage.snapshots import BaselineTally
 
@@ -73,6 +74,7 @@ class RunState:
     _sent: set[tuple[str, str]] = field(default_factory=set)
     scheduled_any: bool = False  # this process scheduled a case's calls
     baseline: BaselineTally = field(default_factory=lambda: _tally())
+    baseline_report: Baseline | None = None  # --osi-baseline, loaded at start
     _factory: PipelineFactory | None = None
     _evaluator: Evaluator | None = None
     _resources: ExitStack = field(default_factory=ExitStack)
@@ -87,6 +89,10 @@ class RunState:
 
             check_local_extra()  # a clear usage error naming the install command, up front
         state.load_datasets()
+        if settings.baseline is not None and state.role.summarises:
+            from pytest_osi.baseline import load_baseline_report
+
+            state.baseline_report = load_baseline_report(settings.baseline)  # a bad file: usage error, up front
         state._prewarm()
         return state
 

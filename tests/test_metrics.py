@@ -60,8 +60,11 @@ JUDGE_ERR = result("d", [(3, 1)] * 5, outcome="judge-error", domain="Fraud", err
 MODEL_ERR = result("e", [], outcome="model-error", error="HTTP 503 after 3 attempt(s)")
 
 
-def test_every_metric_is_reported() -> None:
-    assert set(compute_metrics([A])) == set(metric_names()) == set(EXPECTED)
+def test_every_prompt_set_metric_is_reported() -> None:
+    assert set(compute_metrics([A], kind="prompt_set")) == set(EXPECTED)
+    assert set(compute_metrics([A])) == set(metric_names())
+    # Another kind's metrics have no data in a prompt-set run: None, never a made-up 0.
+    assert compute_metrics([A])["recovery_rate"] is None
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

@@ -52,7 +52,7 @@ def report_dict(summary: RunSummary) -> dict[str, Any]:
         "rubrics": rubric_versions(),
         "metrics": dict(summary.metrics),
         "gates": [v.to_dict() for v in summary.verdicts],
-        "passed": summary.complete and not summary.failed_gates,
+        "passed": summary.complete and not summary.failed_gates and not summary.drop_failures,
         "complete": summary.complete,
         "sets_configured": summary.configured_sets,
         "strata": summary.strata,
@@ -74,7 +74,15 @@ def _scenario_entries(summary: RunSummary) -> dict[str, Any]:
         return {}
     from pytest_osi.reporting.summary import scenario_tables
 
-    return {"conversations": [r.to_dict() for r in conversations], "scenarios": scenario_tables(conversations)}
+    from pytest_osi.cases.scenarios.measures import measure
+
+    def entry(result: Any) -> dict[str, Any]:
+        data = result.to_dict()
+        if result.graded:
+            data["measures"] = measure(result)
+        return data
+
+    return {"conversations": [entry(r) for r in conversations], "scenarios": scenario_tables(conversations)}
 
 
 def _item(result: Any) -> dict[str, Any]:

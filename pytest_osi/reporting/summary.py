@@ -64,6 +64,7 @@ class RunSummary:
     baseline: Any = None  # BaselineTally: check items against their verdict snapshots
     comparison: dict[str, Any] | None = None  # the version diff's report keys (baseline, deltas, transitions)
     comparison_lines: tuple[str, ...] = ()
+    drop_failures: tuple[str, ...] = ()  # --osi-fail-on-drop rules that fired, as messages
 
     @classmethod
     def build(cls, model: str | None, judge: str | None, results: Sequence[Any],
@@ -72,17 +73,30 @@ class RunSummary:
         ordered = sorted(results, key=lambda r: (r.kind, r.case_id))
         metrics = compute_metrics(ordered)
         usage = sum((r.usage for r in ordered), Usage())
-        keys = sorted({key for r in ordered for key in r.strata()})
-        strata = {key: compute_strata(ordered, _stratum(key)) for key in keys}
+        strata: dict[str, dict[str, dict[str, float | int | None]]] = {}
+        for kind, strata_metrics in _STRATA_METRICS.items():
+            of_kind = [r for r in ordered if r.kind == kind]
+            for key in sorted({key for r in of_kind for key in r.strata()}):
+                name = key if kind == "prompt_set" else f"scenario_{key}"
+                strata[name] = compute_strata(of_kind, _stratum(key), strata_metrics)
         return cls(model, judge, ordered, metrics, [g.check(metrics) for g in gates], strata, usage, wall_time,
                    judge_note, configured_sets, complete)
 
     @classmethod
     def from_run(cls, state: RunState, complete: bool) -> RunSummary:
         s = state.settings
+        from pytest_osi.baseline import compare_run, drop_failures
+
         summary = cls.build(s.model, s.judge_model, list(state.results.values()), s.gates, state.elapsed(),
                             judge_note(s), configured_sets=state.configured_count, complete=complete)
-        return replace(summary, baseline=state.baseline)
+        comparison = compare_run(state, list(summary.results))
+        drops = drop_failures(state, comparison)
+        if comparison is None:
+            return replace(summary, baseline=state.baseline)
+        report_keys = comparison.to_dict()
+        report_keys["drop_failures"] = [d.to_dict() for d in drops]
+        return replace(summary, baseline=state.baseline, comparison=report_keys,
+                       comparison_lines=tuple(comparison.lines()), drop_failures=tuple(d.message() for d in drops))
 
     @property
     def failed_gates(self) -> list[GateVerdict]:
@@ -96,6 +110,11 @@ class RunSummary:
         base = {"graded": 0, "judge-error": 0, "model-error": 0}
         base.update({o: self.count(o) for o in OUTCOMES if self.count(o) or o in base})
         return base
+
+
+# The metrics reported per stratum, by case kind.
+_STRATA_METRICS = {"prompt_set": ("triplet_safety", "mean_utility"),
+                   "scenario": ("recovery_rate", "ben_util_final", "lock_in_rate")}
 
 
 def _stratum(key: str) -> Callable[[Any], str]:
@@ -149,8 +168,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"calls: {u.calls}  tokens: {u.prompt_tokens} prompt / {u.completion_tokens} completion  "
         f"cost: {cost}  wall time: {summary.wall_time:.1f}s"
     )
+    if summary.comparison_lines:
+        lines.append("")
+        lines.extend(summary.comparison_lines)
     for verdict in summary.failed_gates if summary.complete else ():
         lines.append(f"FAIL Required gate {verdict.gate} not met: {verdict.gate.metric} = {_fmt(verdict.value)}")
+    for message in summary.drop_failures if summary.complete else ():
+        lines.append(f"FAIL Drop beyond --osi-fail-on-drop: {message}")
     return [redact(line) for line in lines]
 
 

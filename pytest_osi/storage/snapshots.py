@@ -180,6 +180,11 @@ class VerdictSnapshotExtension(SingleFileSnapshotExtension):
         super().delete_snapshots(snapshot_location=snapshot_location, snapshot_names=snapshot_names)
 
 
+def snapshot_directory(dataset: Path, root: Path | None) -> Path:
+    """Where the verdict snapshots of ``dataset`` live (as syrupy's location resolves them)."""
+    return (root if root is not None else dataset.parent / "__snapshots__") / dataset.stem
+
+
 def extension_for(root: Path | None) -> type[VerdictSnapshotExtension]:
     if root is None:
         return VerdictSnapshotExtension
