@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_osi import hookspecs
-from pytest_osi.errors import ConfigError, DatasetError
+from pytest_osi.errors import OsiError
 from pytest_osi.fixtures import RESULTS_ATTR, osi_evaluate, osi_result, osi_snapshot  # noqa: F401 - registers the fixtures
 from pytest_osi.options import add_options, read_settings
 from pytest_osi.run import RUN_KEY, RunState, run_state
@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
             prepare_report(config)  # first: refuse an unusable path, remove last run's report
         settings = read_settings(config)
         state = RunState.start(config, settings)
-    except (ConfigError, DatasetError) as exc:
+    except OsiError as exc:  # a bad option, dataset or baseline: a usage error, before any call
         raise pytest.UsageError(f"pytest-osi: {exc}") from None
     config.stash[RUN_KEY] = state
     config.addinivalue_line("markers", "osi: a pytest-osi check")

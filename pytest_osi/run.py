@@ -82,17 +82,21 @@ class RunState:
     @classmethod
     def start(cls, config: pytest.Config, settings: Settings) -> RunState:
         state = cls(config, settings, role_for(config))
-        state._resources.enter_context(secret_scope())  # keys registered by this run die with it
-        state._resources.enter_context(sigterm_as_interrupt())
-        if uses_local(settings):
-            from pytest_osi.calls.local import check_local_extra
+        try:
+            state._resources.enter_context(secret_scope())  # keys registered by this run die with it
+            state._resources.enter_context(sigterm_as_interrupt())
+            if uses_local(settings):
+                from pytest_osi.calls.local import check_local_extra
 
-            check_local_extra()  # a clear usage error naming the install command, up front
-        state.load_datasets()
-        if settings.baseline is not None and state.role.summarises:
-            from pytest_osi.baseline import load_baseline_report
+                check_local_extra()  # a clear usage error naming the install command, up front
+            state.load_datasets()
+            if settings.baseline is not None and state.role.summarises:
+                from pytest_osi.baseline import load_baseline_report
 
-            state.baseline_report = load_baseline_report(settings.baseline)  # a bad file: usage error, up front
+                state.baseline_report = load_baseline_report(settings.baseline)  # a bad file: usage error, now
+        except BaseException:
+            state._resources.close()  # no signal handler or secret scope outlives a failed start
+            raise
         state._prewarm()
         return state
 
