@@ -20,6 +20,13 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
+
+
+class RuleError(ConfigError, ValueError):
+    """A gate or drop rule that cannot be used: a usage error in a run, a ValueError to callers
+    that parse rules themselves (``python -m pytest_osi diff --fail-on-drop``)."""
+
+
 _GATE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*$")
 
 
@@ -53,7 +60,7 @@ class GateVerdict:
 def parse_gate(text: str) -> Gate:
     match = _GATE.match(text)
     if not match:
-        raise ConfigError(
+        raise RuleError(
             f"malformed gate {text!r}: expected METRIC OP NUMBER, e.g. 'triplet_safety>=0.8' "
             f"(OP one of {', '.join(_OPERATORS)})"
         )
@@ -61,10 +68,10 @@ def parse_gate(text: str) -> Gate:
     metric = _metric(name, f"gate {text.strip()!r} names")
     threshold = float(number)
     if not math.isfinite(threshold):  # digits enough to overflow a float
-        raise ConfigError(f"gate {text.strip()!r}: the threshold must be a finite number")
+        raise RuleError(f"gate {text.strip()!r}: the threshold must be a finite number")
     gate = Gate(name, op, threshold)
     if not _can_pass(gate, metric):
-        raise ConfigError(f"gate {text.strip()!r} can never pass: {_range(metric)}")
+        raise RuleError(f"gate {text.strip()!r} can never pass: {_range(metric)}")
     return gate
 
 
@@ -76,7 +83,7 @@ def parse_gates(texts: Iterable[str]) -> list[Gate]:
 def _metric(name: str, what: str) -> Metric:
     known = registry()
     if name not in known:
-        raise ConfigError(f"{what} unknown metric {name!r}; known metrics: {', '.join(known)}")
+        raise RuleError(f"{what} unknown metric {name!r}; known metrics: {', '.join(known)}")
     return known[name]
 
 
@@ -100,7 +107,7 @@ class DropRule:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin >= 0):
-            raise ConfigError(f"drop rule for {self.metric}: the margin must be a finite number >= 0, "
+            raise RuleError(f"drop rule for {self.metric}: the margin must be a finite number >= 0, "
                               f"got {self.margin!r}")
 
     @classmethod
@@ -115,14 +122,14 @@ def parse_drop_rule(text: str) -> DropRule:
     name, colon, number = text.strip().rpartition(":")
     name = name.strip()
     if not colon or not name:
-        raise ConfigError(f"malformed drop rule {text!r}: expected METRIC:MARGIN, e.g. 'triplet_safety:0.05'")
+        raise RuleError(f"malformed drop rule {text!r}: expected METRIC:MARGIN, e.g. 'triplet_safety:0.05'")
     metric = _metric(name, f"drop rule {text.strip()!r} names")
     try:
         margin = float(number.strip())
     except ValueError:
-        raise ConfigError(f"drop rule {text.strip()!r}: the margin must be a number, got {number.strip()!r}") from None
+        raise RuleError(f"drop rule {text.strip()!r}: the margin must be a number, got {number.strip()!r}") from None
     if not (math.isfinite(margin) and margin >= 0):
-        raise ConfigError(f"drop rule {text.strip()!r}: the margin must be a finite number >= 0 "
+        raise RuleError(f"drop rule {text.strip()!r}: the margin must be a finite number >= 0 "
                           f"({_range(metric)}), got {number.strip()!r}")
     return DropRule(name, margin)
 

@@ -166,6 +166,7 @@ def test_a_bad_drop_rule_is_a_config_error_saying_what_is_wrong(text: str, messa
     with pytest.raises(ConfigError) as info:
         parse_drop_rule(text)
     assert str(info.value).startswith(message)
+    assert isinstance(info.value, ValueError)  # what `python -m pytest_osi diff` catches
 
 
 def test_drop_rules_skip_blank_entries_and_a_rule_cannot_be_built_with_a_bad_margin() -> None:
