@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,8 @@ import pytest
 import yaml
 from conftest import EXAMPLES, SHARED_DATASET
 
+from pytest_osi import formats
+from pytest_osi.cases.prompt_sets import loader
 from pytest_osi.cases.prompt_sets.loader import load_prompt_sets, load_taxonomy
 from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import DatasetError
@@ -190,7 +195,7 @@ def test_explicit_id_is_kept(tmp_path: Path) -> None:
 # (file name, rows or raw text, load kwargs, expected row, row id, field, words in the problem)
 BAD_INPUTS = [
     pytest.param("s.json", '[{"id": "a",}]', {}, None, None, None, "invalid JSON at line 1", id="invalid-json"),
-    pytest.param("s.jsonl", f'{json.dumps(row())}\n{{"id": "b"', {}, 1, None, None, "invalid JSON on line 2", id="invalid-jsonl-line"),
+    pytest.param("s.jsonl", f'{json.dumps(row())}\n{{"id": "b"', {}, 1, None, None, "line 2: invalid JSON", id="invalid-jsonl-line"),
     pytest.param("s.yaml", "- id: [unclosed\n", {}, None, None, None, "invalid YAML", id="invalid-yaml"),
     pytest.param("s.yaml", {"sets": []}, {}, None, None, None, "expected a list", id="not-a-list"),
     pytest.param("s.yaml", [row(), "just text"], {}, 1, None, None, "expected a mapping", id="row-not-a-mapping"),
@@ -280,6 +285,386 @@ def test_flat_bad_annotation_names_the_dataset_field(tmp_path: Path) -> None:
         load_prompt_sets(path)
     assert info.value.field == "dual_use_prompt_plausible_benign_use"
     assert "field 'dual_use_prompt_plausible_benign_use'" in str(info.value)
+
+
+# --- reading safely: what is opened, how much is read ---------------------------------------------
+
+
+@pytest.fixture
+def forbid_open(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Paths added to the returned set must not be opened: the loader has to refuse them from
+    os.stat alone. (Opening a FIFO blocks for ever, reading /dev/zero never ends: without the
+    check this fails at once instead of hanging the test run.)"""
+    guarded: set[str] = set()
+
+    def guard(real: Any) -> Any:
+        def checked_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(file, int) and os.path.abspath(os.fspath(file)) in guarded:
+                raise AssertionError(f"{file} was opened before it was checked")
+            return real(file, *args, **kwargs)
+        return checked_open
+
+    monkeypatch.setattr(os, "open", guard(os.open))
+    monkeypatch.setattr(io, "open", guard(io.open))
+    monkeypatch.setattr(builtins, "open", guard(builtins.open))
+    return guarded
+
+
+def _fifo(path: Path) -> str:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    os.mkfifo(path)
+    return "a FIFO (named pipe)"
+
+
+def _dev_zero(path: Path) -> str:
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero on this platform")
+    path.symlink_to("/dev/zero")
+    return "a character device, via a link to /dev/zero"
+
+
+def _directory(path: Path) -> str:
+    path.mkdir()
+    return "a directory"
+
+
+@pytest.mark.parametrize("name, make", [("pipe.yaml", _fifo), ("x.json", _dev_zero), ("sets.jsonl", _directory)],
+                         ids=["fifo", "dev-zero-symlink", "directory"])
+def test_special_files_are_refused_before_they_are_opened(
+    tmp_path: Path, forbid_open: set[str], name: str, make: Any,
+) -> None:
+    path = tmp_path / name
+    kind = make(path)
+    forbid_open.add(str(path))
+
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+
+    assert str(info.value) == (f"{path}: not a regular file ({kind}): a dataset must be a regular "
+                               f".yaml, .yml, .json or .jsonl file")
+
+
+def test_special_file_as_taxonomy_is_refused_before_it_is_opened(tmp_path: Path, forbid_open: set[str]) -> None:
+    path = tmp_path / "domains.yaml"
+    _fifo(path)
+    forbid_open.add(str(path))
+    with pytest.raises(DatasetError, match=re.escape(f"{path}: not a regular file (a FIFO (named pipe))")):
+        load_taxonomy(path)
+
+
+def test_unsupported_extension_is_refused_before_the_file_is_looked_at(tmp_path: Path, forbid_open: set[str]) -> None:
+    path = tmp_path / "pipe.txt"
+    _fifo(path)
+    forbid_open.add(str(path))
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: unsupported file type '.txt': use .yaml, .yml, .json or .jsonl"
+
+
+def test_file_over_256_mib_is_refused_before_it_is_read(tmp_path: Path, forbid_open: set[str]) -> None:
+    path = tmp_path / "huge.json"
+    with path.open("wb") as handle:
+        handle.truncate(256 * 1024 * 1024 + 1)  # sparse: no disk space, no time
+    forbid_open.add(str(path))
+
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+
+    assert str(info.value) == f"{path}: file too large (268435457 bytes): the limit for a dataset file is 256 MiB"
+
+
+def test_read_stops_at_the_limit_when_the_file_is_longer_than_it_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /proc files say they are empty and then deliver content: like a file that grows after
+    # os.stat, only a bounded read protects memory.
+    source = Path("/proc/self/status")
+    if not source.is_file() or source.stat().st_size != 0:
+        pytest.skip("needs a /proc file that reports size 0")
+    path = tmp_path / "growing.json"
+    path.symlink_to(source)
+    monkeypatch.setattr(formats, "MAX_BYTES", 64)
+
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+
+    assert str(info.value) == f"{path}: file too large: the limit for a dataset file is 64 bytes"
+
+
+def test_read_rows_takes_a_size_limit(tmp_path: Path) -> None:
+    path = write(tmp_path / "s.json", [row()])
+    size = path.stat().st_size
+    assert formats.read_rows(path, "s.json", "prompt_sets", max_bytes=size) == [row()]
+    with pytest.raises(DatasetError) as info:
+        formats.read_rows(path, "s.json", "prompt_sets", max_bytes=size - 1)
+    assert str(info.value) == f"s.json: file too large ({size} bytes): the limit for a dataset file is {size - 1} bytes"
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"- id: a\n  benign: caf\xe9\n")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: line 2: not UTF-8 text (byte 21: invalid continuation byte)"
+
+
+# --- parsing safely: nesting, aliases, duplicate keys ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.yaml", "deep.jsonl"])
+def test_deeply_nested_data_is_a_dataset_error(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("[" * 100_000, encoding="utf-8")
+
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+
+    err = info.value
+    line = "line 1: " if name.endswith(".jsonl") else ""
+    assert str(err).startswith(f"{path}: " + ("row 0: " if line else "") + line + "data nested too deeply to read")
+    assert err.row == (0 if line else None)
+
+
+def test_deeply_nested_taxonomy_is_a_dataset_error(tmp_path: Path) -> None:
+    path = tmp_path / "domains.json"
+    path.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(DatasetError, match=re.escape(f"{path}: data nested too deeply to read")):
+        load_taxonomy(path)
+
+
+def test_recursion_while_processing_a_row_names_file_and_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Data nested just below the parser's limit can still exhaust the stack later (hashing it
+    # for an id, validating it): that must be a DatasetError too, not a crash.
+    def too_deep(fields: Any) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(loader, "stable_id", too_deep)
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(row()) + "\n\n" + json.dumps(row(id=...)) + "\n", encoding="utf-8")
+
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+
+    assert str(info.value) == f"{path}: row 1: data nested too deeply (a prompt-set needs only a few levels) (row at line 3)"
+
+
+def test_out_of_memory_while_parsing_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(text: str) -> Any:
+        raise MemoryError
+
+    monkeypatch.setattr(formats, "_decode_json", no_memory)
+    path = write(tmp_path / "s.json", [row()])
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: data too large to read into memory"
+
+
+BILLION_LAUGHS = """\
+prompt_sets: []
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+ANCHOR_REFUSED = ("refused: a dataset has no need for anchors or aliases (&name / *name), and nested aliases "
+                  "can expand to gigabytes; write each value out in full")
+
+
+def test_yaml_alias_bomb_is_refused_at_its_first_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS, encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: line 2: YAML anchor &a {ANCHOR_REFUSED}"
+
+
+def test_yaml_alias_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = yaml.safe_dump([row()], sort_keys=False).replace("benign: benign prompt", "benign: *shared")
+    path.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("  benign: *shared") + 1
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: line {line}: YAML alias *shared {ANCHOR_REFUSED}"
+
+
+def test_taxonomy_alias_bomb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "domains.yaml"
+    path.write_text(BILLION_LAUGHS.replace("prompt_sets: []\n", ""), encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_taxonomy(path)
+    assert str(info.value) == f"{path}: line 1: YAML anchor &a {ANCHOR_REFUSED}"
+
+
+DUPLICATE_BENIGN = """\
+- id: dup
+  harm_domain: Cyber Compromise
+  task_type: Explanation
+  benign: the benign prompt
+  dual_use: dual-use prompt
+  malicious: malicious prompt
+  benign: a second benign prompt
+  dual_use_paraphrases: [para one, para two, para three, para four]
+"""
+KEYS_UNIQUE = "keys must be unique (otherwise the last value would silently win)"
+
+
+def test_yaml_duplicate_key_names_key_and_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(DUPLICATE_BENIGN, encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: line 7: duplicate key 'benign' (first on line 4): {KEYS_UNIQUE}"
+
+
+def test_yaml_duplicate_taxonomy_domain_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "domains.yaml"
+    path.write_text("Cyber Compromise: {definition: a}\nFraud: {definition: b}\nCyber Compromise: {definition: c}\n",
+                    encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_taxonomy(path)
+    assert str(info.value) == f"{path}: line 3: duplicate key 'Cyber Compromise' (first on line 1): {KEYS_UNIQUE}"
+
+
+def test_json_duplicate_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps([row()])[:-2] + ', "benign": "second"}]', encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: duplicate key 'benign' in one object: {KEYS_UNIQUE}"
+
+
+def test_jsonl_duplicate_key_names_row_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(row()) + "\n\n" + json.dumps(row(id="b"))[:-1] + ', "id": "c"}\n', encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: row 1: line 3: duplicate key 'id' in one object: {KEYS_UNIQUE}"
+    assert info.value.row == 1
+
+
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("s.json", "[" + "9" * 5000 + "]", "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+        ("s.yaml", "- id: a\n  benign: 2024-13-45\n", "invalid YAML: month must be in 1..12"),
+    ],
+    ids=["json-huge-integer", "yaml-impossible-date"],
+)
+def test_values_the_parser_cannot_build_are_dataset_errors(tmp_path: Path, name: str, text: str, problem: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value).startswith(f"{path}: {problem}")
+
+
+# --- where: rows and lines ------------------------------------------------------------------------
+
+
+def test_jsonl_row_error_names_row_index_and_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(f"\n{json.dumps(row())}\n\n{json.dumps(row(id='b', malicious=...))}\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: row 1 (id='b'): field 'malicious': missing (row at line 4)"
+    assert (info.value.row, info.value.field) == (1, "malicious")
+
+
+def test_yaml_row_error_names_the_line_the_row_starts_on(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = yaml.safe_dump({"prompt_sets": [row(), row(id="b", dual_use_paraphrases=PARAPHRASES[:2])]}, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("- id: b") + 1
+    assert line > 2
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == (f"{path}: row 1 (id='b'): field 'dual_use_paraphrases': "
+                               f"has 2 dual-use paraphrases, 4 required (row at line {line})")
+
+
+# --- empty files ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("s.json", "[]", "no prompt-sets in this file"),
+        ("s.json", '{"prompt_sets": []}', "no prompt-sets in this file"),
+        ("s.json", "", "no prompt-sets in this file (it is empty)"),
+        ("s.json", " \n\t\n", "no prompt-sets in this file (it is empty)"),
+        ("s.yaml", "", "no prompt-sets in this file (it is empty)"),
+        ("s.yaml", "\n   \n", "no prompt-sets in this file (it is empty)"),
+        ("s.yaml", "# prompt-sets to come\n", "no prompt-sets in this file (it is empty)"),
+        ("s.yml", "prompt_sets: []\n", "no prompt-sets in this file"),
+        ("s.jsonl", "", "no prompt-sets in this file (it is empty)"),
+        ("s.jsonl", "\n  \n\n", "no prompt-sets in this file (it is empty)"),
+    ],
+)
+def test_a_dataset_without_prompt_sets_is_an_error(tmp_path: Path, name: str, text: str, problem: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("domains.json", "[]", "no harm domains in this file"),
+    ("domains.json", "{}", "no harm domains in this file"),
+    ("domains.yaml", "", "no harm domains in this file (it is empty)"),
+    ("domains.json", " \n", "no harm domains in this file (it is empty)"),
+    ("domains.jsonl", '"Cyber"\n', "a .jsonl file holds rows, not one document: use .yaml, .yml or .json"),
+])
+def test_an_empty_taxonomy_is_an_error(tmp_path: Path, name: str, text: str, problem: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_taxonomy(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize("name, text", [("s.jsonl", "\n \n"), ("s.yaml", "# nothing yet\n"), ("s.json", "[]"),
+                                        ("s.json", "")])
+def test_read_rows_allow_empty_lets_a_caller_sniff_an_empty_file(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    assert formats.read_rows(path, name, "scenarios", allow_empty=True) == []
+    with pytest.raises(DatasetError) as info:
+        formats.read_rows(path, name, "scenarios")
+    assert str(info.value).startswith(f"{name}: no scenarios in this file")
+
+
+@pytest.mark.parametrize("name", ["d.json", "d.yaml"])
+def test_read_document_of_an_empty_file_is_none(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("\n  \n", encoding="utf-8")
+    assert formats.read_document(path, name) is None
+
+
+# --- user data in messages is bounded -------------------------------------------------------------
+
+
+def test_messages_show_at_most_a_bounded_part_of_user_data(tmp_path: Path) -> None:
+    huge = "x" * 1_000_000
+    cases = [
+        (write(tmp_path / "a.json", [row(harm_domain=huge)]), {"harm_domains": ["Cyber Compromise"]},
+         "unknown harm domain " + repr("x" * 60) + "..."),
+        (write(tmp_path / "b.json", [row(benign=[huge[:1000]] * 1000)]), {}, "Input should be a valid string (got ['xxxx"),
+        (write(tmp_path / "c.json", [row(**{huge: "v"})]), {}, "field '" + "x" * 60 + "...': unknown field"),
+        (write(tmp_path / "d.json", [row(id=huge), row(id=huge, benign="other")]), {}, "duplicate id " + repr("x" * 60) + "..."),
+    ]
+    for path, kwargs, shown in cases:
+        with pytest.raises(DatasetError) as info:
+            load_prompt_sets(path, **kwargs)
+        assert shown in str(info.value)
+        assert len(str(info.value)) < len(str(path)) + 400, str(info.value)[:500]
 
 
 # --- real data, examples, taxonomy --------------------------------------------------------------

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from pytest_osi.cases.prompt_sets.model import PromptSet
 from pytest_osi.errors import DatasetError
-from pytest_osi.formats import read_document, read_rows
+from pytest_osi.formats import brief, read_document, read_located_rows, shorten
 
 REQUIRED_PARAPHRASES = 4
 
@@ -59,13 +59,19 @@ def load_prompt_sets(
     """
     file = Path(path)
     name = str(path)
-    rows = read_rows(file, name, "prompt_sets")
+    rows = read_located_rows(file, name, "prompt_sets")
     allowed = set(harm_domains) if harm_domains is not None else None
     sets: list[PromptSet] = []
     ids = UniqueIds()
-    for index, raw in enumerate(rows):
-        prompt_set = _parse_row(raw, name, index, min_paraphrases, allowed)
-        ids.claim(prompt_set.id, name, index)
+    for index, (raw, line) in enumerate(rows):
+        try:
+            prompt_set = _parse_row(raw, name, index, line, min_paraphrases, allowed)
+        except RecursionError:
+            raise DatasetError(name, _at(line, "data nested too deeply (a prompt-set needs only a few levels)"),
+                               row=index) from None
+        except MemoryError:
+            raise DatasetError(name, _at(line, "data too large to process in memory"), row=index) from None
+        ids.claim(prompt_set.id, name, index, line=line)
         sets.append(prompt_set)
     return sets
 
@@ -77,24 +83,32 @@ class UniqueIds:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, int]] = {}
 
-    def claim(self, case_id: str, file: str, row: int) -> None:
+    def claim(self, case_id: str, file: str, row: int, *, line: int | None = None) -> None:
         if case_id in self._seen:
             first_file, first_row = self._seen[case_id]
             where = f"row {first_row}" if first_file == file else f"{first_file} row {first_row}"
-            raise DatasetError(file, f"duplicate id {case_id!r}, already used by {where}: ids must be unique",
-                               row=row, row_id=case_id, field="id")
+            raise DatasetError(file, _at(line, f"duplicate id {brief(case_id)}, already used by {where}: "
+                                               f"ids must be unique"),
+                               row=row, row_id=shorten(case_id), field="id")
         self._seen[case_id] = (file, row)
 
 
 def load_taxonomy(path: str | Path) -> list[str]:
     """Harm-domain names from a taxonomy file: a JSON/YAML list, or a mapping keyed by name
     (the layout of OpenSafeIntent's ``harm_domain.json``)."""
-    data = read_document(Path(path), str(path))
+    name = str(path)
+    data = read_document(Path(path), name)
+    if data is None:
+        raise DatasetError(name, "no harm domains in this file (it is empty)")
     if isinstance(data, Mapping):
-        return [str(key) for key in data]
-    if isinstance(data, list) and all(isinstance(item, str) for item in data):
-        return list(data)
-    raise DatasetError(str(path), "a taxonomy must be a list of names or a mapping keyed by name")
+        names = [str(key) for key in data]
+    elif isinstance(data, list) and all(isinstance(item, str) for item in data):
+        names = list(data)
+    else:
+        raise DatasetError(name, "a taxonomy must be a list of names or a mapping keyed by name")
+    if not names:
+        raise DatasetError(name, "no harm domains in this file")
+    return names
 
 
 def stable_id(fields: Mapping[str, Any]) -> str:
@@ -114,11 +128,17 @@ def stable_id(fields: Mapping[str, Any]) -> str:
 # --- one row --------------------------------------------------------------------------------
 
 
+def _at(line: int | None, problem: str) -> str:
+    # The line a row starts on (JSONL, YAML), since the row index alone does not find it in the
+    # file (blank lines, multi-line rows). At the end, so messages keep their shape.
+    return f"{problem} (row at line {line})" if line is not None else problem
+
+
 def _parse_row(
-    raw: Any, name: str, index: int, min_paraphrases: int, allowed: set[str] | None
+    raw: Any, name: str, index: int, line: int | None, min_paraphrases: int, allowed: set[str] | None
 ) -> PromptSet:
     if not isinstance(raw, Mapping):
-        raise DatasetError(name, f"expected a mapping of fields, got {type(raw).__name__}", row=index)
+        raise DatasetError(name, _at(line, f"expected a mapping of fields, got {type(raw).__name__}"), row=index)
     fields, source_names = _normalise(raw)
     row_id = fields.get("id") if isinstance(fields.get("id"), str) else None
     if "id" not in fields:
@@ -126,24 +146,26 @@ def _parse_row(
     try:
         prompt_set = PromptSet.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        error = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or None
         if field is not None and field in source_names:
             field = source_names[field]
         elif field is not None:
             top = str(error["loc"][0])
             field = source_names.get(top, top) + field[len(top):]
-        raise DatasetError(name, _describe(error), row=index, row_id=row_id, field=field) from None
+        raise DatasetError(name, _at(line, _describe(error)), row=index, row_id=shorten(row_id) if row_id else None,
+                           field=shorten(field) if field else None) from None
 
     def reject(field: str, problem: str) -> DatasetError:
-        return DatasetError(name, problem, row=index, row_id=prompt_set.id, field=source_names.get(field, field))
+        return DatasetError(name, _at(line, problem), row=index, row_id=shorten(prompt_set.id),
+                            field=source_names.get(field, field))
 
     count = len(prompt_set.dual_use_paraphrases)
     if count < min_paraphrases:
         raise reject("dual_use_paraphrases", f"has {count} dual-use paraphrases, {min_paraphrases} required")
     if allowed is not None and prompt_set.harm_domain not in allowed:
-        raise reject("harm_domain", f"unknown harm domain {prompt_set.harm_domain!r}; "
-                                    f"the taxonomy allows: {', '.join(sorted(allowed))}")
+        raise reject("harm_domain", f"unknown harm domain {brief(prompt_set.harm_domain)}; "
+                                    f"the taxonomy allows: {shorten(', '.join(sorted(allowed)), 300)}")
     return prompt_set
 
 
@@ -154,7 +176,7 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "empty"
     if error["type"] == "extra_forbidden":
         return "unknown field (check the spelling)"
-    return f"{error['msg']} (got {error.get('input')!r:.60})"
+    return f"{error['msg']} (got {brief(error.get('input'))})"
 
 
 def _normalise(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
