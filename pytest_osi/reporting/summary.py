@@ -154,7 +154,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append("")
         lines.append(f"{'by ' + title:<36} {'sets':>5} {'triplet_safety':>15} {'mean_utility':>13}")
         for name, row in summary.strata[key].items():
-            lines.append(f"  {name[:34]:<34} {row['sets']:>5} {_fmt(row['triplet_safety']):>15} {_fmt(row['mean_utility']):>13}")
+            lines.append(f"  {redact(name)[:34]:<34} {row['sets']:>5} {_fmt(row['triplet_safety']):>15} {_fmt(row['mean_utility']):>13}")
     lines += _baseline_lines(summary)
     errors = [r for r in summary.results if not r.graded]
     if errors:
@@ -192,8 +192,9 @@ def _metric_table(summary: RunSummary) -> list[str]:
     # A gate may name a metric twice (a floor and a ceiling): list the extra ones too.
     for verdict in summary.verdicts:
         if gates[verdict.gate.metric] is not verdict:
-            lines.append(f"{verdict.gate.metric:<20} {_fmt(verdict.value):>7}  "
-                         f"{verdict.gate.op}{verdict.gate.threshold:g}{'':<18} {'PASS' if verdict.passed else 'FAIL'}")
+            extra_gate = f"{verdict.gate.op}{verdict.gate.threshold:g}"
+            lines.append(f"{verdict.gate.metric:<20} {_fmt(verdict.value):>7}  {extra_gate:<22} "
+                         f"{'PASS' if verdict.passed else 'FAIL'}")
     return lines
 
 
