@@ -648,6 +648,40 @@ def test_read_document_of_an_empty_file_is_none(tmp_path: Path, name: str) -> No
     assert formats.read_document(path, name) is None
 
 
+# --- prompts that are not really there -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("\u200b", "U+200B ZERO WIDTH SPACE"),
+        ("\ufeff", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+        ("  \u2060 ", "U+2060 WORD JOINER"),  # the spaces are stripped first
+        ("\u200b\u3000\u200d\u00ad", "U+00AD SOFT HYPHEN, U+200B ZERO WIDTH SPACE, U+200D ZERO WIDTH JOINER"),
+        ("\u3164", "U+3164 HANGUL FILLER"),
+    ],
+    ids=["zero-width-space", "bom", "word-joiner", "mixed-format-and-space", "hangul-filler"],
+)
+def test_prompt_of_only_invisible_characters_is_empty(tmp_path: Path, text: str, shown: str) -> None:
+    path = write(tmp_path / "s.json", [row(malicious=text)])
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert str(info.value) == f"{path}: row 0 (id='set-a'): field 'malicious': empty: only invisible characters ({shown})"
+
+
+def test_invisible_paraphrase_in_flat_layout_names_the_dataset_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.json", [flat_row(id="f", prompt_dual_use_4="\u200b\u2060")])
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    assert (info.value.row, info.value.field) == (0, "prompt_dual_use_4")
+    assert "empty: only invisible characters (U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER)" in str(info.value)
+
+
+def test_visible_text_with_invisible_characters_is_kept(tmp_path: Path) -> None:
+    (s,) = load_prompt_sets(write(tmp_path / "s.json", [row(benign="\ufeffbenign\u200b prompt")]))
+    assert s.benign == "\ufeffbenign\u200b prompt"
+
+
 # --- user data in messages is bounded -------------------------------------------------------------
 
 

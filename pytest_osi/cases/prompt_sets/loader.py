@@ -176,6 +176,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "empty"
     if error["type"] == "extra_forbidden":
         return "unknown field (check the spelling)"
+    if error["type"] == "invisible_only":
+        return str(error["msg"])
     return f"{error['msg']} (got {brief(error.get('input'))})"
 
 
