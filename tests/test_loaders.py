@@ -648,7 +648,7 @@ def test_read_document_of_an_empty_file_is_none(tmp_path: Path, name: str) -> No
     assert formats.read_document(path, name) is None
 
 
-# --- prompts that are not really there -----------------------------------------------------------
+# --- prompts that are not really there, or there twice --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -682,6 +682,87 @@ def test_visible_text_with_invisible_characters_is_kept(tmp_path: Path) -> None:
     assert s.benign == "\ufeffbenign\u200b prompt"
 
 
+@pytest.mark.parametrize(
+    "name, content, field, problem",
+    [
+        pytest.param("s.yaml", [row(dual_use_paraphrases=["para one", "  DUAL-USE\n  prompt ", "para three", "para four"])],
+                     "dual_use_paraphrases.1", "duplicates dual_use (the same text once whitespace and case are normalised): "
+                     "'DUAL-USE\\n  prompt'", id="paraphrase-repeats-dual-use"),
+        pytest.param("s.yaml", [row(dual_use_paraphrases=["para one", "para two", "Para\tOne", "para four"])],
+                     "dual_use_paraphrases.2", "duplicates dual_use_paraphrases.0 (the same text once whitespace and case "
+                     "are normalised): 'Para\\tOne'", id="paraphrases-repeat-each-other"),
+        pytest.param("s.yaml", [row(dual_use_paraphrases=["para one", "para two", "para\u200b two", "para four"])],
+                     "dual_use_paraphrases.2", "duplicates dual_use_paraphrases.1", id="differs-only-by-invisible-characters"),
+        pytest.param("d.json", [flat_row(id="f", prompt_dual_use_4="PARA ONE")], "prompt_dual_use_4",
+                     "duplicates prompt_dual_use_2 (the same text", id="flat-names-dataset-keys"),
+        pytest.param("d.json", [nested_row(id="n", dual_use_paraphrases=["Dual-use prompt", "a", "b", "c"])],
+                     "dual_use_paraphrases.0", "duplicates generated_prompts.dual_use_prompt (the same text",
+                     id="nested-names-dataset-keys"),
+    ],
+)
+def test_duplicate_paraphrases_are_refused(tmp_path: Path, name: str, content: Any, field: str, problem: str) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    err = info.value
+    assert (err.path, err.row, err.field) == (str(path), 0, field)
+    assert str(err).startswith(f"{path}: row 0 (id={err.row_id!r}): field {field!r}: {problem}")
+    assert "each paraphrase must be a different wording" in str(err)
+
+
+def test_long_paraphrases_that_differ_late_are_not_duplicates(tmp_path: Path) -> None:
+    head = "Explain in detail, step by step and with examples, " * 3
+    paraphrases = [head + "how routers log access.", head + "how ROUTERS log  access?", head + "c", head + "d"]
+    (s,) = load_prompt_sets(write(tmp_path / "s.json", [row(dual_use_paraphrases=paraphrases)]))
+    assert s.dual_use_paraphrases == tuple(paraphrases)
+    twice = [head + "how routers log access.", "x", head.upper() + "how routers  log access.", "y"]
+    with pytest.raises(DatasetError, match=re.escape("field 'dual_use_paraphrases.2': duplicates dual_use_paraphrases.0")):
+        load_prompt_sets(write(tmp_path / "t.json", [row(dual_use_paraphrases=twice)]))
+
+
+# --- unknown keys in the OpenSafeIntent layouts ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, row_id, field, layout",
+    [
+        pytest.param([flat_row(prompt_malicous="typo")], None, "prompt_malicous", "flat", id="flat-typo"),
+        pytest.param([flat_row(id="f", benign="own-format key")], "f", "benign", "flat", id="flat-mixed-with-own-format"),
+        pytest.param([nested_row(id="n", dual_use_paraphrase=["a"])], "n", "dual_use_paraphrase", "nested", id="nested-typo"),
+        pytest.param([nested_row(generated_prompts={"benign_prompt": "b", "dual_use_prompt": "d", "malicious_prompt": "m",
+                                                    "malicous_prompt": "x"})],
+                     None, "generated_prompts.malicous_prompt", "nested", id="nested-prompt-typo"),
+    ],
+)
+def test_unknown_key_in_opensafeintent_layout(tmp_path: Path, content: Any, row_id: str | None, field: str, layout: str) -> None:
+    path = write(tmp_path / "d.json", content)
+    with pytest.raises(DatasetError) as info:
+        load_prompt_sets(path)
+    err = info.value
+    assert (err.row, err.row_id, err.field) == (0, row_id, field)
+    where = f"row 0 (id={row_id!r})" if row_id else "row 0"
+    assert str(err) == f"{path}: {where}: field {field!r}: unknown field in the OpenSafeIntent {layout} layout (check the spelling)"
+
+
+def test_nested_layout_accepts_the_authors_pipeline_keys(tmp_path: Path) -> None:
+    # The keys OpenSafeIntent's own generation and evaluation scripts write into a row.
+    pipeline = nested_row(
+        id="n",
+        origin_metadata={"source_dataset": "x", "source_split": "train", "unsafe_prompt": ""},
+        generation_metadata={"topic_summary": "t", "is_prompt_safe": "False", "harm_domain": "Cyber Compromise",
+                             "task_type": "Explanation", "backfilled": False},
+        verification_intent={"benign_prompt_decision": "benign"},
+        verification_errors={},
+        additional_checks={"decision": "keep", "failure_reason": ""},
+        model_responses={"benign_prompt": "r", "dual_use_paraphrases": ["r"] * 4},
+        response_scores_helpfulness={}, response_scores_harmfulness={}, response_score_failures=[],
+    )
+    pipeline["generated_prompts"].update(underlying_topic="t", benign_task="b", dual_use_task="d", malicious_task="m",
+                                         self_check={"same_task_type": True}, failure_notes=[], repair_note="")
+    (s,) = load_prompt_sets(write(tmp_path / "d.json", [pipeline]))
+    assert (s.id, s.benign, s.dual_use_paraphrases) == ("n", "benign prompt", tuple(PARAPHRASES))
+
+
 # --- user data in messages is bounded -------------------------------------------------------------
 
 
@@ -692,6 +773,7 @@ def test_messages_show_at_most_a_bounded_part_of_user_data(tmp_path: Path) -> No
          "unknown harm domain " + repr("x" * 60) + "..."),
         (write(tmp_path / "b.json", [row(benign=[huge[:1000]] * 1000)]), {}, "Input should be a valid string (got ['xxxx"),
         (write(tmp_path / "c.json", [row(**{huge: "v"})]), {}, "field '" + "x" * 60 + "...': unknown field"),
+        (write(tmp_path / "e.json", [flat_row(**{huge: "v"})]), {}, "field '" + "x" * 60 + "...': unknown field"),
         (write(tmp_path / "d.json", [row(id=huge), row(id=huge, benign="other")]), {}, "duplicate id " + repr("x" * 60) + "..."),
     ]
     for path, kwargs, shown in cases:
@@ -711,6 +793,27 @@ def test_published_opensafeintent_dataset_loads() -> None:
     assert len(sets) == 700
     assert sum(len(s.prompts()) for s in sets) == 4_900  # 700 x (3 intents + 4 paraphrases)
     assert len({s.id for s in sets}) == 700
+    # Every row's keys are known (an unknown one would be an error), and annotations arrive.
+    assert all(s.annotations.dual_use_misuse_risk for s in sets)
+
+
+def test_published_dataset_in_nested_layout_and_as_jsonl_loads_with_the_same_ids(tmp_path: Path) -> None:
+    if not SHARED_DATASET.is_file():
+        pytest.skip(f"published dataset not present at {SHARED_DATASET}")
+    rows = json.loads(SHARED_DATASET.read_text(encoding="utf-8"))
+    nested = [
+        {
+            "harm_domain": r["harm_domain"], "task_type": r["task_type"], "underlying_task": r["underlying_task"],
+            "generated_prompts": {"benign_prompt": r["prompt_benign"], "dual_use_prompt": r["prompt_dual_use"],
+                                  "malicious_prompt": r["prompt_malicious"], "self_check": {}, "failure_notes": []},
+            "dual_use_paraphrases": [r[f"prompt_dual_use_{i}"] for i in range(2, 6)],
+            "generation_metadata": {"harm_domain": r["harm_domain"], "task_type": r["task_type"]},
+        }
+        for r in rows
+    ]
+    expected = [s.id for s in load_prompt_sets(SHARED_DATASET)]
+    assert [s.id for s in load_prompt_sets(write(tmp_path / "nested.json", nested))] == expected
+    assert [s.id for s in load_prompt_sets(write(tmp_path / "flat.jsonl", rows))] == expected
 
 
 def test_example_prompt_sets_load() -> None:

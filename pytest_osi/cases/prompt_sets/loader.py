@@ -44,7 +44,27 @@ _FLAT_ANNOTATIONS = {
     "malicious_misuse_risk": "malicious_prompt_meaningful_misuse_risk",
 }
 _FLAT_PARAPHRASE = re.compile(r"^prompt_dual_use_(\d+)$")
+_FLAT_KEYS = frozenset({"id", *_FLAT_FIELDS.values(), *_FLAT_ANNOTATIONS.values()})
 _NESTED_PROMPTS = {"benign": "benign_prompt", "dual_use": "dual_use_prompt", "malicious": "malicious_prompt"}
+_NESTED_LABELS = ("id", "harm_domain", "task_type", "underlying_task")
+# Nested layout: the keys the OpenSafeIntent authors' pipeline writes (dataset_generation/
+# stage_1..6, intent_verification, evaluation/get_model_responses, metric_primitives). Carried
+# nowhere, but known, so that only a misspelt key is an error.
+_NESTED_KEYS = frozenset({
+    *_NESTED_LABELS, "generated_prompts", "dual_use_paraphrases",
+    "origin_metadata", "generation_metadata", "verification_intent", "verification_errors",
+    "additional_checks", "model_responses",
+    "response_scores_helpfulness", "response_scores_harmfulness", "response_score_failures",
+})
+_NESTED_PROMPT_KEYS = frozenset({
+    *_NESTED_PROMPTS.values(),
+    "underlying_topic", "benign_task", "dual_use_task", "malicious_task", "self_check", "failure_notes",
+    "repair_note",
+})
+# Paraphrases are compared without the characters that show nothing inside a text ...
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+# ... and first by their first characters only (see _duplicate_paraphrase).
+_HEAD = 48
 
 
 def load_prompt_sets(
@@ -134,12 +154,25 @@ def _at(line: int | None, problem: str) -> str:
     return f"{problem} (row at line {line})" if line is not None else problem
 
 
+class _Unknown(Exception):
+    """A key the row's layout does not have."""
+
+    def __init__(self, field: str, layout: str) -> None:
+        super().__init__(field)
+        self.field, self.layout = field, layout
+
+
 def _parse_row(
     raw: Any, name: str, index: int, line: int | None, min_paraphrases: int, allowed: set[str] | None
 ) -> PromptSet:
     if not isinstance(raw, Mapping):
         raise DatasetError(name, _at(line, f"expected a mapping of fields, got {type(raw).__name__}"), row=index)
-    fields, source_names = _normalise(raw)
+    try:
+        fields, source_names = _normalise(raw)
+    except _Unknown as exc:
+        row_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        raise DatasetError(name, _at(line, f"unknown field in the {exc.layout} (check the spelling)"),
+                           row=index, row_id=shorten(row_id) if row_id else None, field=shorten(exc.field)) from None
     row_id = fields.get("id") if isinstance(fields.get("id"), str) else None
     if "id" not in fields:
         fields["id"] = row_id = stable_id(fields)
@@ -163,6 +196,13 @@ def _parse_row(
     count = len(prompt_set.dual_use_paraphrases)
     if count < min_paraphrases:
         raise reject("dual_use_paraphrases", f"has {count} dual-use paraphrases, {min_paraphrases} required")
+    duplicate = _duplicate_paraphrase(prompt_set)
+    if duplicate is not None:
+        position, same_as = duplicate
+        field = f"dual_use_paraphrases.{position}"
+        raise reject(field, f"duplicates {source_names.get(same_as, same_as)} (the same text once whitespace and "
+                            f"case are normalised): {brief(prompt_set.dual_use_paraphrases[position])}; "
+                            f"each paraphrase must be a different wording")
     if allowed is not None and prompt_set.harm_domain not in allowed:
         raise reject("harm_domain", f"unknown harm domain {brief(prompt_set.harm_domain)}; "
                                     f"the taxonomy allows: {shorten(', '.join(sorted(allowed)), 300)}")
@@ -181,6 +221,32 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{error['msg']} (got {brief(error.get('input'))})"
 
 
+def _comparable(prompt: str) -> str:
+    return " ".join(_INVISIBLE.sub("", prompt).split()).casefold()
+
+
+def _duplicate_paraphrase(prompt_set: PromptSet) -> tuple[int, str] | None:
+    """(position, field it repeats) of the first paraphrase that repeats the dual-use prompt or
+    an earlier paraphrase: it would count twice towards paraphrase stability."""
+    texts = (prompt_set.dual_use, *prompt_set.dual_use_paraphrases)
+    # Cheap first: the comparable form of a text's head is a prefix of the text's comparable
+    # form, so two texts whose heads disagree are different; only the rest are compared whole.
+    heads = [_comparable(text[:_HEAD]) for text in texts]
+    whole: dict[int, str] = {}
+
+    def comparable(i: int) -> str:
+        if i not in whole:
+            whole[i] = _comparable(texts[i])
+        return whole[i]
+
+    for later in range(1, len(texts)):
+        for earlier in range(later):
+            common = min(len(heads[earlier]), len(heads[later]))
+            if heads[earlier][:common] == heads[later][:common] and comparable(earlier) == comparable(later):
+                return later - 1, "dual_use" if earlier == 0 else f"dual_use_paraphrases.{earlier - 1}"
+    return None
+
+
 def _normalise(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Map any supported layout onto PromptSet's fields.
 
@@ -194,10 +260,16 @@ def _normalise(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _from_flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    numbered = []
+    for key in raw:
+        if key in _FLAT_KEYS:
+            continue
+        match = _FLAT_PARAPHRASE.match(str(key))
+        if match is None:
+            raise _Unknown(str(key), "OpenSafeIntent flat layout")
+        numbered.append((int(match.group(1)), key))
+    numbered.sort()
     fields = {ours: raw[theirs] for ours, theirs in _FLAT_FIELDS.items() if theirs in raw}
-    numbered = sorted(
-        (int(match.group(1)), key) for key in raw if (match := _FLAT_PARAPHRASE.match(str(key)))
-    )
     fields["dual_use_paraphrases"] = [raw[key] for _, key in numbered]
     annotations = {ours: raw[theirs] for ours, theirs in _FLAT_ANNOTATIONS.items() if raw.get(theirs)}
     if annotations:
@@ -214,11 +286,18 @@ def _from_flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _from_nested(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    for key in raw:
+        if key not in _NESTED_KEYS:
+            raise _Unknown(str(key), "OpenSafeIntent nested layout")
     prompts = raw["generated_prompts"]
     if not isinstance(prompts, Mapping):
+        # Validation then reports the missing prompts under generated_prompts.*.
         prompts = {}
+    for key in prompts:
+        if key not in _NESTED_PROMPT_KEYS:
+            raise _Unknown(f"generated_prompts.{key}", "OpenSafeIntent nested layout")
     fields: dict[str, Any] = {ours: prompts[theirs] for ours, theirs in _NESTED_PROMPTS.items() if theirs in prompts}
-    for key in ("id", "harm_domain", "task_type", "underlying_task"):
+    for key in _NESTED_LABELS:
         if key in raw:
             fields[key] = raw[key]
     fields["dual_use_paraphrases"] = raw.get("dual_use_paraphrases") or []
