@@ -44,7 +44,8 @@ def is_scenario_document(data: Any) -> bool:
 def is_scenario_file(path: str | Path) -> bool:
     """:func:`is_scenario_document` of a file's content (a JSONL file: of its rows)."""
     file = Path(path)
-    data = read_rows(file, str(path), LIST_KEY) if file.suffix.lower() == ".jsonl" else read_document(file, str(path))
+    data = (read_rows(file, str(path), LIST_KEY, allow_empty=True) if file.suffix.lower() == ".jsonl"
+            else read_document(file, str(path)))
     return is_scenario_document(data)
 
 
