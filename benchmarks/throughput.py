@@ -57,7 +57,8 @@ def throughput_pytest(dataset: Path, latency: float, concurrency: int, workers: 
             args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(["-n", str(workers)] if workers else []),
                     f"--osi-dataset={dataset}", "--osi-model=model-under-test", f"--osi-model-api-base={api_base}",
                     "--osi-judge=judge", f"--osi-judge-api-base={api_base}", f"--osi-report={report}",
-                    f"--osi-concurrency={concurrency // max(workers, 1)}"]
+                    f"--osi-concurrency={concurrency // max(workers, 1)}",
+                    "--osi-record=off"]  # live calls every run: this measures throughput, not replay
             started = time.time()
             run = subprocess.run(args, cwd=tmp, capture_output=True, text=True)
             wall = time.time() - started
@@ -83,10 +84,11 @@ def throughput_pytest(dataset: Path, latency: float, concurrency: int, workers: 
 
 def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
     from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm
-    from pytest_osi.cases.prompt_sets import load_prompt_sets
-    from pytest_osi.cases.prompt_sets.pipeline import Evaluator
-    from pytest_osi.options import Settings
     from pytest_osi.calls.scheduler import Scheduler
+    from pytest_osi.cases.base import kind_of
+    from pytest_osi.cases.engine import CallContext, Evaluator
+    from pytest_osi.cases.prompt_sets import load_prompt_sets
+    from pytest_osi.options import Settings
 
     import_litellm()  # paid once by any real run; not part of the throughput measurement
     prompt_sets = load_prompt_sets(dataset)[:sets]
@@ -99,8 +101,9 @@ def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int
             def __getattr__(self, name: str) -> object:
                 return _NoImpl()
 
-        evaluator = Evaluator(settings, NoHooks(), scheduler, LLMClient(RetryPolicy(timeout=30)),
-                              Endpoint("model-under-test", api_base), Endpoint("judge", api_base))
+        ctx = CallContext(settings, NoHooks(), LLMClient(RetryPolicy(timeout=30)), scheduler,
+                          Endpoint("model-under-test", api_base), Endpoint("judge", api_base))
+        evaluator = Evaluator(scheduler, ctx, lambda case: kind_of(case).pipeline())
         start = time.perf_counter()
         futures = [evaluator.schedule(s) for s in prompt_sets]
         results = [f.result() for f in futures]
