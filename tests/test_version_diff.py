@@ -6,16 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
-from test_snapshots import CONFTEST, SETS, set_grades
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    (pytester.path / "sets.yaml").write_text(yaml.safe_dump({"prompt_sets": SETS}))
-    pytester.makeconftest(CONFTEST)
-    set_grades(pytester, {})
-    return pytester
+from test_snapshots import set_grades, suite  # noqa: F401 - the same hook-graded suite fixture
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
