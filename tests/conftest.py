@@ -6,18 +6,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-from pytest_osi.calls.client import import_litellm  # noqa: E402
-
-# pytester's in-process runs snapshot sys.modules and restore it afterwards. A run that
-# imported litellm would leave half of it behind (httpx/openai stay, litellm goes; its
-# importlib_metadata finder stays on sys.meta_path, orphaned), breaking the next in-process
-# run. Importing litellm once, here, before any snapshot, keeps one consistent copy alive.
-import_litellm()
 
 from fakeserver import FakeLLMServer  # noqa: E402
 
@@ -25,8 +18,24 @@ SHARED_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.fixture(scope="session")
+def litellm() -> ModuleType:
+    """litellm, imported once for the session -- only by tests that call a model (it costs
+    seconds, and most tests never need it).
+
+    pytester's in-process runs snapshot sys.modules and restore it afterwards. A run that
+    imported litellm itself would leave half of it behind (httpx/openai stay, litellm goes; its
+    importlib_metadata finder stays on sys.meta_path, orphaned), breaking the next in-process
+    run. Being session-scoped, this fixture is set up before any function-scoped ``pytester``
+    of the test that asks for it (directly or through ``fake_llm``) takes its snapshot, so one
+    consistent copy stays alive for every later run."""
+    from pytest_osi.calls.client import import_litellm
+
+    return import_litellm()
+
+
 @pytest.fixture
-def fake_llm() -> Iterator[FakeLLMServer]:
+def fake_llm(litellm: ModuleType) -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as server:
         yield server
 
@@ -40,5 +49,8 @@ def model_args(server: FakeLLMServer, *extra: str) -> list[str]:
         f"--osi-judge-api-base={server.api_base}",
         "--osi-retries=2",
         "--osi-timeout=10",
+        # These tests count the calls that reach the server; the call store (tested on its own)
+        # would answer a second run in the same directory from what the first one recorded.
+        "--osi-record=off",
         *extra,
     ]

@@ -20,7 +20,7 @@ from fakeserver import FakeLLMServer
 import pytest_osi.calls.client
 from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm, retry_after
 from pytest_osi.errors import ModelCallError
-from pytest_osi.redaction import MASK, redact
+from pytest_osi.redaction import MASK, redact, register_secret, registered_secrets, secret_scope
 from pytest_osi.cases.base import Usage
 from pytest_osi.calls.scheduler import PriorityLimiter, Scheduler
 
@@ -240,10 +240,38 @@ def test_environment_key_is_masked_in_model_call_errors(fake_llm: FakeLLMServer,
 
 def test_endpoint_key_is_masked_in_model_call_errors(fake_llm: FakeLLMServer, sleeps: Sleeps) -> None:
     key = "osi-endpoint-only-secret-4455"  # not in the environment, not shaped like sk-...
+    # Nothing registered it (an Endpoint no longer registers its key anywhere): the error
+    # message masks the key of the endpoint it is about by itself.
+    assert key not in registered_secrets()
     fake_llm.fail_next(1, 401, body=_echoing_401(key))
     with pytest.raises(ModelCallError) as info:
         complete(fake_llm, sleeps, api_key=key)
-    assert key not in str(info.value)
+    message = str(info.value)
+    assert key not in message
+    assert f"Incorrect API key provided: {MASK}" in message
+    assert message.startswith(f"{MODEL}: ") and "(HTTP 401) after 1 attempt(s)" in message
+
+
+def test_secret_registered_in_a_scope_is_masked_only_while_the_scope_is_open() -> None:
+    # Before the fix, registered keys went into a process-wide set: masked in every later
+    # run of the same process (pytester, a long-lived worker), forever.
+    key = "osi-scoped-secret-80808080"
+    text = f"the provider said {key}"
+    with secret_scope():
+        register_secret(key)
+        assert redact(text) == f"the provider said {MASK}"
+    assert redact(text) == text
+
+
+def test_creating_an_endpoint_registers_no_secret() -> None:
+    # Before the fix, Endpoint.__post_init__ registered its api_key process-wide.
+    key = "osi-endpoint-ctor-secret-5150"
+    with secret_scope() as scope:
+        endpoint = Endpoint(MODEL, "http://127.0.0.1:9/v1", api_key=key)
+        assert scope == set()
+        assert redact(f"echo {key}") == f"echo {key}"
+    assert endpoint.litellm_kwargs()["api_key"] == key  # the key is still used, just not registered
+    assert key not in registered_secrets()
 
 
 @pytest.mark.parametrize(
@@ -364,6 +392,90 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
         return await asyncio.wait_for(limiter.run(2, ok), timeout=5)  # a guard, not a timing check
 
     assert asyncio.run(main()) == "ran"
+
+
+def test_waiter_woken_and_cancelled_in_the_same_tick_hands_its_slot_on() -> None:
+    """A release hands the slot to the best waiter; if that waiter is cancelled before it runs,
+    the slot goes on to the next one. Before the fix the cancel path called release(), which
+    also took one off in_flight for a slot the cancelled waiter never counted: with another
+    holder still running, in_flight went 2 -> 0 (clamped by max(0, ...)), so in_flight and peak
+    under-reported what ran. release() now refuses to go below zero instead of hiding it."""
+
+    async def main() -> None:
+        limiter = PriorityLimiter(2)
+        await limiter.acquire(0)
+        await limiter.acquire(0)  # two holders: the limit is reached
+        woken = asyncio.create_task(limiter.acquire(1))
+        next_in_line = asyncio.create_task(limiter.acquire(2))
+        await asyncio.sleep(0)  # a yield (not a delay): both are queued now
+        assert not woken.done() and not next_in_line.done() and limiter.in_flight == 2
+
+        limiter.release()  # one holder done: the slot is handed to `woken` ...
+        woken.cancel()  # ... which is cancelled in the same tick, before it could run
+        await asyncio.gather(woken, return_exceptions=True)
+        assert woken.cancelled()
+        await asyncio.wait_for(next_in_line, timeout=5)  # a guard, not a timing check
+
+        assert (limiter.in_flight, limiter.peak) == (2, 2)  # the other holder + next_in_line
+        limiter.release()
+        limiter.release()
+        assert limiter.in_flight == 0
+        with pytest.raises(RuntimeError, match="without a matching acquire"):
+            limiter.release()
+        # No slot was lost or made up: exactly two are free again.
+        await limiter.acquire(0)
+        await limiter.acquire(0)
+        third = asyncio.create_task(limiter.acquire(0))
+        await asyncio.sleep(0)
+        assert not third.done()
+        third.cancel()
+        await asyncio.gather(third, return_exceptions=True)
+        assert limiter.in_flight == 2
+
+    asyncio.run(main())
+
+
+def test_limit_holds_and_counts_stay_exact_while_waiters_are_cancelled() -> None:
+    """A storm of cancellations at every point (queued, woken, running): the number running
+    never exceeds the limit, in_flight always equals it, and every slot comes back."""
+    import random
+
+    async def main() -> tuple[int, int]:
+        limit = 3
+        limiter = PriorityLimiter(limit)
+        running = 0
+        most = 0
+
+        async def work() -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                assert limiter.in_flight == running
+                await asyncio.sleep(0)  # may be cancelled here, while running
+                assert limiter.in_flight == running
+            finally:
+                running -= 1
+
+        rng = random.Random(7)
+        tasks = [asyncio.create_task(limiter.run(rng.randrange(5), work)) for _ in range(300)]
+        while not all(t.done() for t in tasks):
+            for task in rng.sample(tasks, 12):
+                if not task.done() and rng.random() < 0.5:
+                    task.cancel()
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = sum(t.cancelled() for t in tasks)
+        assert 0 < cancelled < len(tasks)  # the storm did hit, and work still got done
+        # The invariant checks inside work() failed nowhere.
+        assert [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None] == []
+        assert limiter.in_flight == 0 and running == 0
+        for _ in range(limit):  # every slot came back
+            await asyncio.wait_for(limiter.acquire(0), timeout=5)
+        return most, limiter.peak
+
+    most, peak = asyncio.run(main())
+    assert most == peak == 3
 
 
 def test_limiter_needs_a_positive_limit() -> None:
