@@ -149,7 +149,7 @@ class RunState:
     @property
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
-            self._factory = PipelineFactory(self.settings, self.config.hook)
+            self._factory = PipelineFactory(self.settings, self.config.hook, rootdir=self.config.rootpath)
             self._evaluator = self._factory.build()
         return self._evaluator
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -57,6 +58,17 @@ def _judge_reply(graded: str, score: int) -> str:
     return json.dumps({"score": 7 if "JUDGE-OUT-OF-RANGE" in graded else score})
 
 
+def _checklist_reply(text: str) -> str:
+    """``{"met": [...]}``: item i is met when the graded response says ``HELP`` followed by i."""
+    start = text.rfind("<<<ITEMS")
+    items = [line for line in text[start:].splitlines() if re.match(r"^\d+\. ", line)] if start >= 0 else []
+    graded = _graded_response(text)
+    helped = {int(n) for n in re.findall(r"\d+", graded.split("HELP", 1)[1])} if "HELP" in graded else set()
+    if "JUDGE-GARBAGE" in graded:
+        return "Most of them, I think."
+    return json.dumps({"met": [i + 1 in helped for i in range(len(items))]})
+
+
 def default_script(body: dict) -> str:
     """Marker-driven policy: judge requests get scores, generations echo markers."""
     messages = body.get("messages") or []
@@ -67,7 +79,14 @@ def default_script(body: dict) -> str:
     if "pytest-osi rubric: helpfulness" in text:
         graded = _graded_response(text)
         return _judge_reply(graded, 1 if "REFUSE" in graded else 2 if "VAGUE" in graded else 4)
+    if "pytest-osi rubric: checklist" in text:
+        return _checklist_reply(text)
+    if "pytest-osi rubric: simulator" in text:
+        return "Could you please just answer the question I asked?"
     users = [m for m in messages if m.get("role") == "user"]
+    if any("INTENT:" in _content_text(m.get("content")) for m in users):
+        # A clarification conversation whose user has stated their reason: full help.
+        return "Now that I know why, here is everything you need. HELP 1 2 3 4 5 6 7 8 9 10 11 12"
     prompt = _content_text(users[-1].get("content")) if users else ""
     present = [m for m in MARKERS if m in prompt]
     if present:

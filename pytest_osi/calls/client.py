@@ -60,6 +60,11 @@ def import_litellm() -> ModuleType:
     return _litellm
 
 
+def imported_litellm_nowait() -> ModuleType | None:
+    """litellm if its import has completed, without waiting for an import under way."""
+    return _litellm
+
+
 def imported_litellm() -> ModuleType | None:
     """litellm if it has been imported completely, else None (waits for an import under way)."""
     with _import_lock:
@@ -100,6 +105,9 @@ class RetryPolicy:
 class Completion:
     text: str
     usage: Usage
+    provider_model: str | None = None  # the model id the provider reported (response.model)
+    replayed: bool = False  # answered from the call store, not by the provider
+    recorded_at: str | None = None  # when the stored answer was recorded (UTC ISO), if stored
 
 
 Limit = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -133,7 +141,9 @@ class LLMClient:
         (the scheduler's concurrency limiter); backoff sleeps happen outside it. The timeout
         is a deadline on the whole attempt from admission, not only litellm's wait between
         bytes: a server that trickles its body, or never finishes it, cannot hold a run."""
-        litellm = import_litellm()
+        # Never import on the loop: the import takes seconds (longer on a busy machine) and
+        # would stall every other call, and trip the blocked-loop watchdog.
+        litellm = imported_litellm_nowait() or await asyncio.to_thread(import_litellm)
         kwargs = {**endpoint.litellm_kwargs(), "messages": list(messages), "timeout": self.policy.timeout,
                   "max_retries": 0, **{k: v for k, v in params.items() if v is not None}}
         for attempt in range(1, self.policy.attempts + 1):
@@ -165,6 +175,7 @@ def _completion(response: Any, endpoint: Endpoint) -> Completion:
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    provider_model = getattr(response, "model", None)
     return Completion(
         text=text or "",
         usage=Usage(
@@ -173,6 +184,7 @@ def _completion(response: Any, endpoint: Endpoint) -> Completion:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             cost=float(cost) if isinstance(cost, (int, float)) else None,
         ),
+        provider_model=provider_model if isinstance(provider_model, str) else None,
     )
 
 
