@@ -143,7 +143,9 @@ class LLMClient:
         bytes: a server that trickles its body, or never finishes it, cannot hold a run."""
         # Never import on the loop: the import takes seconds (longer on a busy machine) and
         # would stall every other call, and trip the blocked-loop watchdog.
-        litellm: ModuleType = imported_litellm_nowait() or await asyncio.to_thread(import_litellm)
+        litellm = imported_litellm_nowait()
+        if litellm is None:
+            litellm = await asyncio.to_thread(import_litellm)
         kwargs = {**endpoint.litellm_kwargs(), "messages": list(messages), "timeout": self.policy.timeout,
                   "max_retries": 0, **{k: v for k, v in params.items() if v is not None}}
         for attempt in range(1, self.policy.attempts + 1):
