@@ -138,7 +138,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
     for kind, label in labels.items():
         of_kind = [r for r in summary.results if r.kind == kind]
         if of_kind or (kind == "prompt_set" and not summary.results):
-            counts = {o: sum(r.outcome == o for r in of_kind) for o in summary.counts()}
+            outcomes = [o for o in summary.counts() if kind == "scenario" or o != "simulator-error"]
+            counts = {o: sum(r.outcome == o for r in of_kind) for o in outcomes}
             lines.append(f"{label}: {len(of_kind)}  " + "  ".join(f"{o}: {n}" for o, n in counts.items()))
     if not summary.complete:
         lines.append("NOTE: the run stopped early: these numbers cover only what was graded; gates not enforced")
@@ -181,19 +182,19 @@ def summary_lines(summary: RunSummary) -> list[str]:
 def _metric_table(summary: RunSummary) -> list[str]:
     kinds_present = {r.kind for r in summary.results}
     gates = {v.gate.metric: v for v in summary.verdicts}
-    lines = ["", f"{'metric':<20} {'value':>7}  {'gate':<22} verdict"]
+    lines = ["", f"{'metric':<26} {'value':>7}  {'gate':<22} verdict"]
     for name, metric in registry().items():
         if metric.kind not in kinds_present and name not in gates:
             continue
         verdict = gates.get(name)
         gate_text = f"{verdict.gate.op}{verdict.gate.threshold:g}" if verdict else ""
         verdict_text = ("PASS" if verdict.passed else "FAIL") if verdict else ""
-        lines.append(f"{name:<20} {_fmt(summary.metrics[name]):>7}  {gate_text:<22} {verdict_text}".rstrip())
+        lines.append(f"{name:<26} {_fmt(summary.metrics[name]):>7}  {gate_text:<22} {verdict_text}".rstrip())
     # A gate may name a metric twice (a floor and a ceiling): list the extra ones too.
     for verdict in summary.verdicts:
         if gates[verdict.gate.metric] is not verdict:
             extra_gate = f"{verdict.gate.op}{verdict.gate.threshold:g}"
-            lines.append(f"{verdict.gate.metric:<20} {_fmt(verdict.value):>7}  {extra_gate:<22} "
+            lines.append(f"{verdict.gate.metric:<26} {_fmt(verdict.value):>7}  {extra_gate:<22} "
                          f"{'PASS' if verdict.passed else 'FAIL'}")
     return lines
 
