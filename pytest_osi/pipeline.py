@@ -54,7 +54,7 @@ class PipelineFactory:
         judge = self.endpoint(s.judge_model, s.judge_base)
         self.scheduler = Scheduler(concurrency(s))
         client = wrap_client(LLMClient(RetryPolicy(attempts=s.retries + 1, timeout=s.timeout)), s,
-                             model_endpoint=model, rootdir=self.rootdir)
+                             model_endpoint=model, rootdir=self.rootdir, cleanups=self._cleanups)
         simulator = self.endpoint(s.simulator_model, s.simulator_base)
         ctx = CallContext(s, self.hooks, client, self.scheduler, model, judge, self.judge_format(), simulator)
         return Evaluator(self.scheduler, ctx, lambda case: kind_of(case).pipeline())
