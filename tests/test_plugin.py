@@ -2,8 +2,9 @@
 reached through litellm's real HTTP path (or hooks, where the model call is not the point).
 
 Behaviour is tested in-process (fast); one subprocess run and a few ``-n 2`` runs check that
-the same holds in a fresh process and under xdist. xdist runs use hooks where they can: a
-worker that never imports litellm starts in a fraction of the time."""
+the same holds in a fresh process and under xdist. The xdist runs keep the controller
+in-process (its workers are processes all the same) and use hooks: a worker that never
+imports litellm starts in a fraction of the time."""
 
 from __future__ import annotations
 
@@ -586,7 +587,7 @@ def test_xdist_run_reports_what_a_plain_run_reports(pytester: pytest.Pytester) -
     plain_report, dist_report = pytester.path / "plain.json", pytester.path / "dist.json"
     plain = pytester.runpytest_inprocess(*args, f"--osi-report={plain_report}")
     plain_generated = generated(pytester)
-    dist = pytester.runpytest_subprocess("-n", "2", *args, f"--osi-report={dist_report}")
+    dist = pytester.runpytest_inprocess("-n", "2", *args, f"--osi-report={dist_report}")
     dist_generated = generated(pytester)
 
     # Checks: 12 passed, 3 failed (see MIXED), 3 errors (café-nine). The user's test per set:
@@ -615,9 +616,9 @@ def test_stopped_xdist_run_reports_what_was_graded_as_incomplete(pytester: pytes
     pytester.makeconftest(HOOKS)
     report = pytester.path / "r.json"
     report.write_text('{"generator": "pytest-osi", "passed": true, "stale": true}')  # last run's report
-    result = pytester.runpytest_subprocess("-n", "2", "--osi-dataset=sets.yaml", f"--osi-report={report}",
-                                           "--osi-checks=triplet_safe", "-x", "--osi-gate=triplet_safety>=0",
-                                           "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-n", "2", "--osi-dataset=sets.yaml", f"--osi-report={report}",
+                                          "--osi-checks=triplet_safe", "-x", "--osi-gate=triplet_safety>=0",
+                                          "-p", "no:cacheprovider")
     # xdist reports a -x stop as INTERRUPTED (plain pytest: TESTS_FAILED).
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*NOTE: the run stopped early*", "FAILED sets.yaml::triplet_safe[[]first[]]*"])
@@ -659,8 +660,8 @@ def test_xdist_workers_schedule_ahead_and_a_failed_gate_fails_the_run(pytester: 
             if worker:
                 open(f"sets-in-flight-{worker}.txt", "w").write(str(most[0]))
     """)
-    result = pytester.runpytest_subprocess("-n", "2", "--osi-dataset=sets.yaml", "--osi-concurrency=16",
-                                           "--osi-gate=worst_case_utility>=0.9", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-n", "2", "--osi-dataset=sets.yaml", "--osi-concurrency=16",
+                                          "--osi-gate=worst_case_utility>=0.9", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=36)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["FAIL Required gate worst_case_utility>=0.9 not met: worst_case_utility = 0.333"])
