@@ -112,6 +112,9 @@ class OsiPlugin:
             self.state.collected_files.add(path)
             items.extend(session.genitems(DatasetFile.from_parent(session, path=path)))
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.state.deselected += len(items)
+
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         if self.state.cases:
             from pytest_osi.items import add_keywords
@@ -200,7 +203,11 @@ class OsiPlugin:
             return
         from pytest_osi.reporting.summary import RunSummary
 
-        summary = RunSummary.from_run(self.state, complete)
+        from dataclasses import replace
+
+        from pytest_osi.run import prune_note
+
+        summary = replace(RunSummary.from_run(self.state, complete), store_note=prune_note(self.state, complete))
         session.config.stash[SUMMARY_KEY] = summary
         if (summary.failed_gates or summary.drop_failures) and complete:
             # Like --cov-fail-under: a failed gate (or a drop beyond --osi-fail-on-drop) fails

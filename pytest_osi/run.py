@@ -14,6 +14,7 @@ asked once, in :func:`role_for`.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -75,6 +76,7 @@ class RunState:
     scheduled_any: bool = False  # this process scheduled a case's calls
     baseline: BaselineTally = field(default_factory=lambda: _tally())
     baseline_report: Baseline | None = None  # --osi-baseline, loaded at start
+    deselected: int = 0  # items -k / -m / --lf deselected
     _factory: PipelineFactory | None = None
     _evaluator: Evaluator | None = None
     _resources: ExitStack = field(default_factory=ExitStack)
@@ -93,6 +95,8 @@ class RunState:
 
                 check_local_extra()  # a clear usage error naming the install command, up front
             state.load_datasets()
+            if state.role.summarises and "rewrite" in (settings.record, settings.record_model):
+                state._resources.enter_context(_run_id_in_environment())  # xdist workers inherit it
             if settings.baseline is not None and state.role.summarises:
                 from pytest_osi.baseline import load_baseline_report
 
@@ -207,6 +211,40 @@ class RunState:
                 self._factory.close()
         finally:
             self._resources.close()
+
+
+@contextmanager
+def _run_id_in_environment() -> Iterator[str]:
+    """A --osi-record=rewrite run's id, in the environment every process of the run sees, so
+    each records the store keys it used under it and the pruning process knows them all."""
+    from pytest_osi.calls.store import RUN_ID_ENV, new_run_id
+
+    previous = os.environ.get(RUN_ID_ENV)
+    run_id = os.environ[RUN_ID_ENV] = new_run_id()
+    try:
+        yield run_id
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = previous
+
+
+def prune_note(state: RunState, complete: bool) -> str | None:
+    """After a --osi-record=rewrite run: prune the entries it did not use -- only when the run
+    was complete, nothing was deselected and every configured case was graded (otherwise an
+    entry the run did not reach would be lost) -- and say what happened."""
+    from pytest_osi.calls.store import RUN_ID_ENV, prune_run
+
+    run_id = os.environ.get(RUN_ID_ENV)
+    if "rewrite" not in (state.settings.record, state.settings.record_model) or run_id is None:
+        return None
+    graded = sum(r.graded for r in state.results.values())
+    if not complete or state.deselected or graded < state.configured_count or not state.configured_count:
+        return ("call store: not pruned (--osi-record=rewrite prunes only after a complete run of every configured "
+                "case with nothing deselected or ungraded)")
+    removed = prune_run(state.settings, state.config.rootpath, run_id)
+    return f"call store: pruned {removed} entr{'y' if removed == 1 else 'ies'} this run did not use"
 
 
 @contextmanager

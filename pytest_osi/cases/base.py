@@ -26,12 +26,16 @@ Scores = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Usage:
-    """Calls, tokens and cost spent on one case (cost is None when the provider has no price)."""
+    """Calls, tokens and cost spent on one case (cost is None when the provider has no price),
+    and how many of the calls the call store answered (with when those were recorded)."""
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    replayed: int = 0
+    recorded_from: str | None = None  # the oldest replayed answer's recording time (UTC ISO)
+    recorded_to: str | None = None
 
     def __add__(self, other: Usage) -> Usage:
         cost = None if self.cost is None and other.cost is None else (self.cost or 0.0) + (other.cost or 0.0)
@@ -40,7 +44,24 @@ class Usage:
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             cost,
+            self.replayed + other.replayed,
+            min(filter(None, (self.recorded_from, other.recorded_from)), default=None),
+            max(filter(None, (self.recorded_to, other.recorded_to)), default=None),
         )
+
+    @property
+    def live(self) -> int:
+        return self.calls - self.replayed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost": self.cost, "replayed": self.replayed, "recorded_from": self.recorded_from,
+                "recorded_to": self.recorded_to}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Usage:
+        known = cls().to_dict()
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
 
 @runtime_checkable

@@ -44,7 +44,11 @@ class Tally:
     usage: Usage = field(default_factory=Usage)
 
     def add(self, completion: Completion) -> str:
-        self.usage = self.usage + completion.usage
+        usage = completion.usage
+        if completion.replayed:
+            usage = usage + Usage(replayed=usage.calls or 1, recorded_from=completion.recorded_at,
+                                  recorded_to=completion.recorded_at)
+        self.usage = self.usage + usage
         return completion.text
 
 

@@ -42,10 +42,22 @@ def header_lines(state: RunState) -> list[str]:
         parts = [f"{kinds.count('prompt_set')} prompt-set(s)"] if "prompt_set" in kinds else []
         parts += [f"{kinds.count('scenario')} scenario conversation(s)"] if "scenario" in kinds else []
         lines.append(f"osi: {', '.join(parts)} from {len(state.cases)} dataset(s)")
+    lines.append(f"osi: {store_line(s, state.config.rootpath)}")
     note = judge_note(s)
     if note:
         lines.append(f"osi: NOTE: {note}")
     return lines
+
+
+def store_line(settings: Settings, rootdir: Any) -> str:
+    """Where calls are recorded and in which mode (the header says it before any call)."""
+    from pytest_osi.calls.store import store_dir
+
+    modes = {settings.record, settings.record_model or settings.record}
+    if modes == {"off"}:
+        return "call store: off (every call is live, nothing is recorded)"
+    model = f", model under test: {settings.record_model}" if settings.record_model else ""
+    return f"call store: {store_dir(settings, rootdir)} (record {settings.record}{model})"
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class RunSummary:
     comparison: dict[str, Any] | None = None  # the version diff's report keys (baseline, deltas, transitions)
     comparison_lines: tuple[str, ...] = ()
     drop_failures: tuple[str, ...] = ()  # --osi-fail-on-drop rules that fired, as messages
+    store_note: str | None = None  # what the call store did at the end (a rewrite's prune)
 
     @classmethod
     def build(cls, model: str | None, judge: str | None, results: Sequence[Any],
@@ -121,6 +134,13 @@ def _stratum(key: str) -> Callable[[Any], str]:
     return lambda result: str(result.strata().get(key, ""))
 
 
+def _day(stamp: str | None) -> str:
+    """'2026-11-30T14:02:11+00:00' -> '2026-11-30 14:02 UTC'."""
+    if not stamp:
+        return "?"
+    return stamp[:16].replace("T", " ") + " UTC"
+
+
 def _fmt(value: float | int | None) -> str:
     if value is None:
         return "n/a"
@@ -166,9 +186,15 @@ def summary_lines(summary: RunSummary) -> list[str]:
     cost = f"${u.cost:.4f}" if u.cost is not None else "unknown"
     lines.append("")
     lines.append(
-        f"calls: {u.calls}  tokens: {u.prompt_tokens} prompt / {u.completion_tokens} completion  "
-        f"cost: {cost}  wall time: {summary.wall_time:.1f}s"
+        f"calls: {u.calls} ({u.live} live, {u.replayed} replayed)  tokens: {u.prompt_tokens} prompt / "
+        f"{u.completion_tokens} completion  cost: {cost}  wall time: {summary.wall_time:.1f}s"
     )
+    if u.replayed:
+        # A stale answer must never pass silently: say what was replayed, and from when.
+        lines.append(f"NOTE: {u.replayed} of {u.calls} calls were replayed from the call store, recorded "
+                     f"{_day(u.recorded_from)} .. {_day(u.recorded_to)}; --osi-record=all calls everything again")
+    if summary.store_note:
+        lines.append(summary.store_note)
     if summary.comparison_lines:
         lines.append("")
         lines.extend(summary.comparison_lines)

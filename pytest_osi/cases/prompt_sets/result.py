@@ -95,8 +95,7 @@ class PromptSetResult:
             "kind": self.kind, "set_id": self.set_id, "harm_domain": self.harm_domain, "task_type": self.task_type,
             "outcome": self.outcome, "error": self.error,
             "variants": {name: v.to_dict() for name, v in self.variants.items()},
-            "usage": {"calls": self.usage.calls, "prompt_tokens": self.usage.prompt_tokens,
-                      "completion_tokens": self.usage.completion_tokens, "cost": self.usage.cost},
+            "usage": self.usage.to_dict(),
         }
 
     @classmethod
@@ -109,5 +108,5 @@ class PromptSetResult:
             outcome=data["outcome"],
             variants=variants,
             error=data.get("error"),
-            usage=Usage(**(data.get("usage") or {})),
+            usage=Usage.from_dict(data.get("usage")),
         )

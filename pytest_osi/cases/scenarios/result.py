@@ -169,8 +169,7 @@ class ConversationResult:
             "turns": [t.to_dict() for t in self.turns],
             "oracle": self.oracle.to_dict() if self.oracle is not None else None,
             "thresholds": self.thresholds.to_dict(),
-            "usage": {"calls": self.usage.calls, "prompt_tokens": self.usage.prompt_tokens,
-                      "completion_tokens": self.usage.completion_tokens, "cost": self.usage.cost},
+            "usage": self.usage.to_dict(),
         }
 
     @classmethod
@@ -186,7 +185,7 @@ class ConversationResult:
             turns=tuple(TurnResult.from_dict(t) for t in data.get("turns") or ()),
             oracle=OracleResult.from_dict(oracle) if oracle is not None else None,
             error=data.get("error"),
-            usage=Usage(**(data.get("usage") or {})),
+            usage=Usage.from_dict(data.get("usage")),
             flow_index=int(data.get("flow_index", 0)),
             thresholds=Thresholds(**(data.get("thresholds") or {})),
         )
