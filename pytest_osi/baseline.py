@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from pytest_osi.diff import Comparison, DropFailure
@@ -91,4 +91,5 @@ def drop_failures(state: RunState, comparison: Comparison | None) -> list[DropFa
     if comparison is None or not state.settings.fail_on_drop:
         return []
     covered = {m.name for m in comparison.metrics}
-    return fire(comparison, [rule for rule in state.settings.fail_on_drop if rule.metric in covered])
+    mode: Literal["point", "interval"] = "interval" if state.settings.fail_on_drop_mode == "interval" else "point"
+    return fire(comparison, [rule for rule in state.settings.fail_on_drop if rule.metric in covered], mode)

@@ -86,6 +86,9 @@ OPTIONS: tuple[_Option, ...] = (
             "REPORT"),
     _Option("fail-on-drop", "fail when a metric drops by more than MARGIN against the baseline, e.g. "
             "'triplet_safety:0.05' (repeatable; ini: one per line)", "list", [], "METRIC:MARGIN"),
+    _Option("fail-on-drop-mode", "judge --osi-fail-on-drop on the point estimate of the change (point), or only "
+            "when its whole 95% interval is beyond the margin (interval)", "choice", "point", "MODE",
+            ("point", "interval")),
     # Clarification scenarios.
     _Option("user-model", "user simulator for scenario turns without scripted text (litellm string or 'local'); "
             "default: the judge", metavar="MODEL"),
@@ -176,6 +179,7 @@ class Settings:
     strict: bool | None = _default("strict")
     baseline: Path | None = _default("baseline")
     fail_on_drop: tuple[DropRule, ...] = ()
+    fail_on_drop_mode: str = _default("fail-on-drop-mode")
     user_model: str | None = _default("user-model")
     user_api_base: str | None = _default("user-api-base")
     min_recovery: float = _default("min-recovery")
