@@ -1,23 +1,27 @@
 """Call-store benchmarks. Prints seconds, ratios and peak RSS.
 
 1. Replay (default): record the published OpenSafeIntent dataset (700 sets -> 4,900 generations
-   + 9,800 judge calls) once against the scripted server (tests/fakeserver.py, no latency),
-   stop the server, then time
+   + 9,800 judge calls) once against the scripted server (tests/fakeserver.py, no latency,
+   ``pytest -n 2``), stop the server, then time, each in a fresh process (median of
+   ``--repeat`` runs) with its peak RSS (getrusage of the child):
 
-   - ``pytest --co`` of the same items (pytest's own start-up and collection), and
-   - ``pytest --osi-record=none`` (every call replayed from the store, nothing listening),
+   - ``pytest --co`` of the same items (pytest's own start-up and collection);
+   - ``pytest --osi-record=none`` (every call replayed from the store, nothing listening);
+   - the same with pytest-osi's background litellm import switched off (nothing will call a
+     model, so the plugin need not import it);
+   - the call store and the case pipelines alone (no pytest), for the store's own share.
 
-   each in a fresh process (median of ``--repeat`` runs), and report the replay's wall time
-   beyond collection (target: under 3 s) and each side's peak RSS (getrusage of the child).
-   Also checks that the replay reproduces the recording run's metrics and exit code.
+   Reports the replay's wall time beyond collection (target: under 3 s) and checks that the
+   replay reproduces the recording run's metrics, counts and exit code.
 
 2. Store designs (``--backends``): 14,700 synthetic entries shaped like that run (generation
    entries: a ~250-character prompt and a ~1,500-character answer; judge entries: a
    ~2,900-character rubric prompt and a short JSON grade), written one by one, write-through,
    then read back one by one in a new process ("cold": nothing cached in the process):
 
-   - JSON file per entry (pytest_osi.calls.store.CallStore: tmp file + os.replace, sharded);
-   - SQLite in WAL mode, busy_timeout 10 s, synchronous=NORMAL, a commit per entry.
+   - a JSON file per entry (``JsonFileStore`` below: tmp file + os.replace, sharded dirs);
+   - SQLite in WAL mode, busy timeout, a commit per entry (``pytest_osi.calls.store.CallStore``,
+     the design taken).
 
 Usage: python benchmarks/replay.py [--dataset PATH] [--sets N] [--repeat N] [--backends]
 """
@@ -51,6 +55,14 @@ print(json.dumps({"ret": run.returncode, "wall": wall, "rss_kib": rss, "tail": r
 """
 
 
+# pytest with pytest-osi's background litellm import switched off.
+_NO_PREWARM = """
+import sys, pytest, pytest_osi.run
+pytest_osi.run.RunState._prewarm = lambda self: None
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
 def measure(args: list[str], cwd: Path) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", _MEASURE, *args], cwd=cwd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -81,15 +93,23 @@ def replay(dataset: Path, sets: int | None, repeat: int) -> None:
             print(recorded["tail"])
             raise SystemExit("the recording run wrote no report")
         recorded_report = json.loads(report.read_text())
-        entries = sum(1 for _ in (cache / "calls").glob("*/*.json"))
+        from pytest_osi.calls.store import CallStore
+
+        store = CallStore.open(cache)
+        entries = len(store)
+        store.close()
         print(f"record: {calls} calls, {entries} entries stored, exit {recorded['ret']}, {record_wall:.1f} s (pytest -n 2)")
 
         # The same api base (nothing listens there now): loopback ports are normalised anyway.
         api = [f"--osi-model-api-base=http://127.0.0.1:{port}/v1", f"--osi-judge-api-base=http://127.0.0.1:{port}/v1"]
-        collect, replayed = [], []
+        collect, replayed, quiet = [], [], []
         for _ in range(repeat):
             collect.append(measure([*base, *api, "--co"], tmp))
             replayed.append(measure([*base, *api, "--osi-record=none", f"--osi-report={report}"], tmp))
+            # The same with litellm's background import switched off, as --osi-record=none calls
+            # for (nothing will call a model): the import costs seconds of CPU, and the run's end
+            # waits for an import under way.
+            quiet.append(measure([sys.executable, "-c", _NO_PREWARM, *base[3:], *api, "--osi-record=none"], tmp))
         last = replayed[-1]
         data = json.loads(report.read_text()) if report.exists() else {}
         same = data.get("metrics") == recorded_report["metrics"] and data.get("counts") == recorded_report["counts"]
@@ -106,6 +126,55 @@ def replay(dataset: Path, sets: int | None, repeat: int) -> None:
         print(f"replay beyond collection:  {replay_wall - co_wall:6.2f} s (target < 3 s); wall ratio "
               f"{replay_wall / co_wall:.2f}; RSS ratio {replay_rss / co_rss:.2f}; "
               f"{entries / max(replay_wall - co_wall, 1e-9):.0f} replayed calls/s")
+        quiet_wall = statistics.median(r["wall"] for r in quiet)
+        quiet_rss = max(r["rss_kib"] for r in quiet) / 1024
+        print(f"same, no litellm prewarm:  {quiet_wall:6.2f} s  peak RSS {quiet_rss:6.0f} MiB; beyond collection "
+              f"{quiet_wall - co_wall:.2f} s, wall ratio {quiet_wall / co_wall:.2f}, RSS ratio {quiet_rss / co_rss:.2f} "
+              f"(exit {quiet[-1]['ret']})")
+        engine = [engine_replay(dataset, cache, port) for _ in range(repeat)]
+        print(f"of which the call store and the pipelines (no pytest, a fresh process): "
+              f"{statistics.median(e['wall'] for e in engine):.2f} s for {engine[0]['calls']} replayed calls, "
+              f"litellm imported: {engine[0]['litellm']}")
+
+
+# The call store and the case pipelines alone, in a fresh process: every set of the dataset
+# evaluated with --osi-record=none, no pytest items, hooks or summary around them.
+_ENGINE = """
+import json, sys, time
+from pathlib import Path
+from pytest_osi.cases.prompt_sets import load_prompt_sets
+from pytest_osi.options import Settings
+from pytest_osi.pipeline import PipelineFactory
+
+class NoImpl:
+    name = "none"
+    def get_hookimpls(self):
+        return []
+
+class NoHooks:
+    def __getattr__(self, name):
+        return NoImpl()
+
+dataset, cache, port = sys.argv[1], sys.argv[2], sys.argv[3]
+api = f"http://127.0.0.1:{port}/v1"
+settings = Settings(model="model-under-test", model_api_base=api, judge="judge", judge_api_base=api,
+                    record="none", cache_dir=Path(cache))
+sets = load_prompt_sets(Path(dataset))
+start = time.perf_counter()
+factory = PipelineFactory(settings, NoHooks())
+evaluator = factory.build()
+results = [f.result() for f in [evaluator.schedule(s) for s in sets]]
+wall = time.perf_counter() - start
+calls = evaluator.ctx.client.stats().replayed
+factory.close()
+print(json.dumps({"wall": wall, "calls": calls, "litellm": "litellm" in sys.modules}))
+"""
+
+
+def engine_replay(dataset: Path, cache: Path, port: int) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", _ENGINE, str(dataset), str(cache), str(port)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
 
 
 # -- store designs -------------------------------------------------------------------------------

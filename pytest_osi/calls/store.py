@@ -24,23 +24,25 @@ API key, timeouts, retry settings or headers.
 **Why SQLite and not a JSON file per entry.** Measured by ``python benchmarks/replay.py
 --backends`` (14,700 entries shaped like the published 700-set run -- 4,900 generations with
 ~1.5 KB answers, 9,800 grades with ~3 KB prompts -- written one at a time, then read back one
-at a time by a new process), on the shared 2-core development machine, median of 3:
+at a time by a new process), on the shared 2-core development machine, median of 3 (range):
 
-    design                                                write 14,700   cold read 14,700
-    JSON file per entry (tmp file + os.replace, sharded)  5.11 s         0.45 s
-    SQLite, WAL, busy_timeout, a commit per entry         1.85 s         0.25 s
+    design                                                write 14,700       cold read 14,700
+    JSON file per entry (tmp file + os.replace, sharded)  4.23 s (2.8-4.5)   0.41 s (0.40-0.42)
+    SQLite, WAL, busy_timeout, a commit per entry         1.29 s (1.3-1.4)   0.21 s (0.19-0.22)
 
-(Single runs under lighter load: 1.71 s / 0.37 s against 1.51 s / 0.24 s; under heavy load
-from other processes 18.1 s / 1.59 s against 5.5 s / 0.91 s.) SQLite is faster on both sides
-and far steadier: a file per entry costs a create and a rename -- two journaled metadata
-operations -- per call, which is what stalls when other processes load the file system, and
-it is paid on the event loop between calls. Crash safety and concurrency come with SQLite:
-each entry is its own transaction (SIGKILL at any moment leaves no torn entry; WAL recovery
-drops an unfinished commit), and writers from several processes queue on its lock with a busy
-timeout. ``synchronous=NORMAL``: a killed *process* loses nothing committed; a power loss may
-lose the last commits, never the database. The costs: a binary file (entries are JSON text
-inside, readable with ``sqlite3 .osi-cache/calls.sqlite3 'select answer, request from calls'``), and WAL
-needs a local file system (not NFS) -- the rootdir's ``.osi-cache`` or a restored CI cache is.
+(Earlier single runs: 1.7 s / 0.37 s against 1.5 s / 0.24 s on a quiet machine; 18.1 s /
+1.59 s against 5.5 s / 0.91 s while other processes loaded the disk.) SQLite is faster on both
+sides and far steadier: a file per entry costs a create and a rename -- two journaled metadata
+operations -- per call, which is what stalls when other processes load the file system, and it
+is paid on the event loop between calls. Crash safety and concurrency come with SQLite: each
+entry is its own transaction (SIGKILL at any moment leaves no torn entry; WAL recovery drops an
+unfinished commit), and writers from several processes queue on its lock with a busy timeout.
+``synchronous=NORMAL``: a killed *process* loses nothing committed; a power loss may lose the
+last commits, never the database. The costs: a binary file (the entries inside are JSON text:
+``sqlite3 .osi-cache/calls.sqlite3 'select answer, request from calls'``), and WAL needs a local
+file system (not NFS) -- the rootdir's ``.osi-cache``, or a restored CI cache, is one. Replaying
+the whole 700-set run through this store and the case pipelines takes 1.2 s
+(``benchmarks/replay.py``).
 
 Data only (JSON text in SQLite), never pickle. Provider errors are not stored: a rerun calls again.
 """
@@ -319,9 +321,13 @@ class CallStore:
         with self._lock:
             self._closer()
 
-    def _execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         with self._lock:
-            return self._db.execute(sql, args)
+            self._db.execute(sql, args)
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def clean_stale(self, now: float | None = None) -> int:
         """Forget run records (of --osi-record=rewrite runs that never pruned: killed, or
@@ -337,23 +343,23 @@ class CallStore:
         return len(stale)
 
     def get(self, key: str) -> StoredCall | None:
-        row = self._execute("SELECT answer FROM calls WHERE key = ?", (key,)).fetchone()
-        return StoredCall.from_json(row[0], key) if row else None
+        rows = self._query("SELECT answer FROM calls WHERE key = ?", (key,))
+        return StoredCall.from_json(rows[0][0], key) if rows else None
 
     def request(self, key: str) -> Any:
         """The (redacted) request stored with ``key``'s entry, or None."""
-        row = self._execute("SELECT request FROM calls WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._query("SELECT request FROM calls WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
 
     def put(self, entry: StoredCall) -> None:
         self._execute("INSERT OR REPLACE INTO calls (key, recorded_at, answer, request) VALUES (?, ?, ?, ?)",
                       (entry.key, entry.recorded_at, entry.answer_json(), entry.request_json()))
 
     def keys(self) -> list[str]:
-        return [row[0] for row in self._execute("SELECT key FROM calls")]
+        return [row[0] for row in self._query("SELECT key FROM calls")]
 
     def __len__(self) -> int:
-        return int(self._execute("SELECT count(*) FROM calls").fetchone()[0])
+        return int(self._query("SELECT count(*) FROM calls")[0][0])
 
     # -- runs: which keys a run used, for --osi-record=rewrite -------------------------------
 
@@ -380,9 +386,9 @@ class CallStore:
 
     def used_keys(self, run_id: str) -> set[str] | None:
         """The keys every process of ``run_id`` marked; None if no process began that run."""
-        if self._execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+        if not self._query("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)):
             return None
-        return {row[0] for row in self._execute("SELECT key FROM used WHERE run_id = ?", (run_id,))}
+        return {row[0] for row in self._query("SELECT key FROM used WHERE run_id = ?", (run_id,))}
 
     def prune_unused(self, run_id: str) -> int:
         """Remove every entry no process of ``run_id`` used, then the run's records. Call it
