@@ -48,7 +48,10 @@ def model_args(server: FakeLLMServer, *extra: str) -> list[str]:
         "--osi-judge=judge",
         f"--osi-judge-api-base={server.api_base}",
         "--osi-retries=2",
-        "--osi-timeout=10",
+        # Nothing here is meant to time out. (Generous: on a loaded 2-core machine the first call
+        # can wait seconds for the background litellm import, and the blocked-loop watchdog
+        # allows the timeout plus a grace.)
+        "--osi-timeout=30",
         # These tests count the calls that reach the server; the call store (tested on its own)
         # would answer a second run in the same directory from what the first one recorded.
         "--osi-record=off",

@@ -55,11 +55,11 @@ ARGS = {"prompt": "p", "response": "r"}
 
 
 def test_timeout_starts_when_the_call_is_admitted_not_while_it_waits_for_a_slot() -> None:
-    """Six 0.05 s hook calls through one slot, 0.2 s timeout each: the last waits ~0.25 s for
+    """Eight 0.05 s hook calls through one slot, 0.3 s timeout each: the last waits ~0.35 s for
     its slot. Before the fix the timeout wrapped the wait too, so the later calls failed with
-    'did not return within 0.2s' although none ran longer than 0.05 s."""
+    'did not return within 0.3s' although none ran longer than 0.05 s."""
     limiter = PriorityLimiter(1)
-    runner = HookRunner(limiter, timeout=0.2)
+    runner = HookRunner(limiter, timeout=0.3)
 
     async def grade(prompt: str, response: str) -> int:
         await asyncio.sleep(0.05)
@@ -68,12 +68,12 @@ def test_timeout_starts_when_the_call_is_admitted_not_while_it_waits_for_a_slot(
     hook = Caller("pytest_osi_grade_harm", [Impl(grade)])
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(runner.call(hook, i, **ARGS) for i in range(6)), return_exceptions=True)
+        return await asyncio.gather(*(runner.call(hook, i, **ARGS) for i in range(8)), return_exceptions=True)
 
     started = time.monotonic()
     results = asyncio.run(main())
-    assert results == [2] * 6
-    assert time.monotonic() - started >= 0.25  # they really queued behind one slot
+    assert results == [2] * 8
+    assert time.monotonic() - started >= 0.4  # they really queued behind one slot
     assert (limiter.in_flight, limiter.peak) == (0, 1)
 
 
@@ -181,10 +181,10 @@ def test_our_own_errors_and_cancellation_pass_through_unchanged() -> None:
 
 def test_slow_hooks_queued_behind_one_slot_do_not_time_out(pytester: pytest.Pytester) -> None:
     """The issue's case (6 sets, a 0.2 s grade hook, one slot, 1 s timeout), scaled down to stay
-    fast: a 0.05 s grade hook and a 0.25 s timeout. The second set's calls wait ~0.35 s behind
-    the first set's (the earlier set's calls go first): before the fix that wait counted
+    fast: 3 sets, a 0.05 s grade hook and a 0.5 s timeout. The last set's calls wait ~0.7 s
+    behind the others' (an earlier set's calls go first): before the fix that wait counted
     against their timeout, and the set ended as a model-error."""
-    write_sets(pytester, [prompt_set("first"), prompt_set("second")])
+    write_sets(pytester, [prompt_set("first"), prompt_set("second"), prompt_set("third")])
     pytester.makeconftest("""
         import asyncio
 
@@ -198,9 +198,9 @@ def test_slow_hooks_queued_behind_one_slot_do_not_time_out(pytester: pytest.Pyte
         async def pytest_osi_grade_helpfulness(prompt, response):
             return 4
     """)
-    result = pytester.runpytest_inprocess("--osi-dataset=sets.yaml", "--osi-concurrency=1", "--osi-timeout=0.25")
-    result.assert_outcomes(passed=6)
-    result.stdout.fnmatch_lines(["prompt-sets: 2  graded: 2  judge-error: 0  model-error: 0*"])
+    result = pytester.runpytest_inprocess("--osi-dataset=sets.yaml", "--osi-concurrency=1", "--osi-timeout=0.5")
+    result.assert_outcomes(passed=9)
+    result.stdout.fnmatch_lines(["prompt-sets: 3  graded: 3  judge-error: 0  model-error: 0*"])
 
 
 def test_async_conftest_hook_returning_none_falls_back_to_a_plugins_hook(pytester: pytest.Pytester) -> None:
