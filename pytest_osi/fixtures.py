@@ -78,11 +78,16 @@ def osi_snapshot(request: pytest.FixtureRequest) -> Any:
     whose case errored is kept, not reported unused or deleted."""
     if not request.config.pluginmanager.has_plugin("syrupy"):
         return None
-    from pytest_osi.storage.snapshots import SnapshotKeeper, extension_for
+    from pytest_osi.storage.snapshots import SnapshotKeeper, extension_for, snapshot_directory
 
     state = run_state(request.config)
     settings = state.settings if state else None
-    snapshot = request.getfixturevalue("snapshot").use_extension(extension_for(settings.snapshot_dir if settings else None))
+    root = settings.snapshot_dir if settings else None
+    if not getattr(request.config.option, "update_snapshots", False) and not snapshot_directory(request.node.path, root).is_dir():
+        # No baseline for this dataset and none being recorded: the checks are absolute, and
+        # syrupy (whose lookup costs more than the check) is not asked about each item.
+        return None
+    snapshot = request.getfixturevalue("snapshot").use_extension(extension_for(root))
     keeper = SnapshotKeeper(snapshot, strict=bool(settings and settings.strict))
     request.addfinalizer(keeper.keep)
     return keeper

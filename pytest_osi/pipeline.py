@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 # The local server answers one request at a time: more in flight only queues calls inside it,
 # where they run out their timeouts instead of waiting in our limiter.
 LOCAL_CONCURRENCY = 2
+REPLAY_LOCAL_BASE = "http://127.0.0.1/v1"
 
 
 def uses_local(settings: Settings) -> bool:
     return LOCAL in (settings.model, settings.judge_model, settings.simulator_model)
+
+
+def replay_only(settings: Settings) -> bool:
+    """--osi-record=none for every call: nothing is ever sent to a model."""
+    return {settings.record, settings.record_model or settings.record} == {"none"}
 
 
 def concurrency(settings: Settings) -> int:
@@ -68,7 +74,10 @@ class PipelineFactory:
             from pytest_osi.calls.local import LOCAL_API_KEY, model_string  # server machinery: only for local
 
             # A placeholder key: the user's real OPENAI_API_KEY has no business at a local server.
-            return Endpoint(model_string(), self.local_server().api_base, LOCAL_API_KEY)
+            # A replay-only run starts no server: the store's keys normalise loopback ports, so
+            # any loopback base finds the recorded answers.
+            api_base = REPLAY_LOCAL_BASE if replay_only(self.settings) else self.local_server().api_base
+            return Endpoint(model_string(), api_base, LOCAL_API_KEY)
         endpoint = Endpoint(name, api_base)
         register_secret(endpoint.api_key)
         return endpoint

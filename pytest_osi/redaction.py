@@ -71,7 +71,20 @@ def registered_secrets() -> set[str]:
 
 
 def _environment_secrets() -> list[str]:
-    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and _SECRET_VALUE.fullmatch(v)]
+    return [v for k, v in _environment() if _SECRET_NAME.search(k) and _SECRET_VALUE.fullmatch(v)]
+
+
+def _environment() -> list[tuple[str, str]]:
+    """os.environ's items, read safely from any thread: pytest sets and deletes
+    PYTEST_CURRENT_TEST in the main thread while the scheduler's thread redacts, and a key
+    deleted mid-iteration raises KeyError. Retry; the last resort is a copy of the raw data."""
+    for _ in range(5):
+        try:
+            return list(os.environ.items())
+        except (KeyError, RuntimeError):
+            continue
+    raw = dict(getattr(os.environ, "_data", {}))  # a dict copy of a dict: atomic under the GIL
+    return [(os.fsdecode(k), os.fsdecode(v)) for k, v in raw.items()]
 
 
 def redact(text: str, extra: Iterable[str | None] = ()) -> str:

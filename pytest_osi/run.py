@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_osi.options import Settings
-from pytest_osi.pipeline import PipelineFactory, uses_local
+from pytest_osi.pipeline import PipelineFactory, replay_only, uses_local
 from pytest_osi.redaction import secret_scope
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class RunState:
         try:
             state._resources.enter_context(secret_scope())  # keys registered by this run die with it
             state._resources.enter_context(sigterm_as_interrupt())
-            if uses_local(settings):
+            if uses_local(settings) and not replay_only(settings):
                 from pytest_osi.calls.local import check_local_extra
 
                 check_local_extra()  # a clear usage error naming the install command, up front
@@ -149,6 +149,8 @@ class RunState:
         a model: the import costs seconds, and the first call would otherwise wait for all of it."""
         if not (self.cases and self.settings.model) or not self.role.evaluates or self.config.option.collectonly:
             return
+        if replay_only(self.settings):
+            return  # --osi-record=none never calls a model: litellm is not even imported
         from pytest_osi.calls.client import import_litellm
 
         threading.Thread(target=import_litellm, name="pytest-osi-prewarm", daemon=True).start()

@@ -144,3 +144,25 @@ def test_redaction_stays_linear_on_long_unbroken_text(text: str) -> None:
     started = time.perf_counter()
     redact(text)
     assert time.perf_counter() - started < 2.0
+
+
+def test_environment_secrets_survive_keys_deleted_while_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest sets and deletes PYTEST_CURRENT_TEST in its thread while the scheduler's thread
+    redacts; a key vanishing mid-read must not crash redaction (nor drop the masks)."""
+    import os
+
+    from pytest_osi import redaction
+
+    monkeypatch.setenv("MY_API_KEY", "zq8Wx3Lp9Rt2Vb6Nm4Kd")
+    real = os.environ.items
+    calls = {"n": 0}
+
+    def flaky() -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("PYTEST_CURRENT_TEST")
+        return real()
+
+    monkeypatch.setattr(os.environ, "items", flaky)
+    assert redaction.redact("key zq8Wx3Lp9Rt2Vb6Nm4Kd here") == "key *** here"
+    assert calls["n"] == 2

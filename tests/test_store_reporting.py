@@ -68,3 +68,27 @@ def test_off_says_so_in_the_header(pytester: pytest.Pytester, fake_llm: FakeLLMS
     result = pytester.runpytest_inprocess(*osi(fake_llm, "--osi-record=off", "--co"))
     result.stdout.fnmatch_lines(["osi: call store: off (every call is live, nothing is recorded)"])
     assert not (pytester.path / "cache").exists()
+
+
+def test_replay_only_imports_no_litellm_and_starts_no_local_server(pytester: pytest.Pytester) -> None:
+    """--osi-record=none: no call is ever made, so neither litellm (seconds to import, reaches
+    for the network) nor the embedded model's server is needed -- CI needs neither."""
+    write_sets(pytester, SETS)
+    pytester.makeconftest("""
+        import sys, pathlib
+        from pytest_osi.calls import local
+
+        def _refuse(self):
+            raise AssertionError("the local server was started in a replay-only run")
+
+        local.LocalModelServer.start = _refuse
+
+        def pytest_unconfigure(config):
+            pathlib.Path("imported.txt").write_text(str("litellm" in sys.modules))
+    """)
+    result = pytester.runpytest_subprocess("--osi-dataset=sets.yaml", "--osi-model=local", "--osi-judge=local",
+                                           "--osi-record=none", "--osi-cache-dir=cache", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=6)  # nothing recorded yet: every set is a model-error naming the call
+    result.stdout.fnmatch_lines(["*--osi-record=new*"])
+    assert "started in a replay-only run" not in result.stdout.str()
+    assert (pytester.path / "imported.txt").read_text() == "False"
