@@ -491,3 +491,17 @@ def test_scheduler_close_cancels_pending_work_and_is_idempotent() -> None:
     concurrent.futures.wait([pending], timeout=5)
     assert pending.cancelled()
     scheduler.close()  # a second close is a no-op
+
+
+def test_closing_a_scheduler_whose_loop_thread_died_returns_at_once() -> None:
+    import time as _time
+
+    from pytest_osi.calls.scheduler import Scheduler
+
+    scheduler = Scheduler(2)
+    scheduler._loop.call_soon_threadsafe(scheduler._loop.stop)  # the thread's run_forever returns
+    scheduler._thread.join(5)
+    assert not scheduler.alive
+    started = _time.monotonic()
+    scheduler.close(timeout=10.0)
+    assert _time.monotonic() - started < 1.0  # not the 10 s it used to wait for a dead loop

@@ -112,10 +112,6 @@ def test_boundary_values_are_accepted(pytester: pytest.Pytester, args: list[str]
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
 
 
-def test_settings_has_no_unused_extras() -> None:
-    from pytest_osi.options import Settings
-
-    assert not hasattr(Settings(), "extras")
 
 
 def collect_ok(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -124,6 +124,9 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
+        if not self._thread.is_alive():
+            self._loop.close()  # the loop thread died: nothing can run on it, so don't wait
+            return
         if self.stalled_for() > 1.0:
             # Something blocks the loop: it cannot run the shutdown. Don't wait for it (the
             # thread is a daemon and dies with the process); Ctrl-C must stop the run promptly.
