@@ -95,6 +95,18 @@ class RunState:
 
                 check_local_extra()  # a clear usage error naming the install command, up front
             state.load_datasets()
+            # Two datasets sharing one snapshot directory (sets.yaml + sets.json side by side, or
+            # one stem under osi_snapshot_dir) would overwrite and delete each other's snapshots.
+            from pytest_osi.errors import ConfigError
+            from pytest_osi.storage.snapshots import snapshot_directory
+
+            owners: dict[Path, Path] = {}
+            for path in state.cases:
+                other = owners.setdefault(snapshot_directory(path, settings.snapshot_dir).resolve(), path)
+                if other != path:
+                    raise ConfigError(f"datasets {other} and {path} share the verdict snapshot directory "
+                                      f"{snapshot_directory(path, settings.snapshot_dir)}: rename one of them "
+                                      "(snapshots are stored per file stem)")
             if state.role.summarises and "rewrite" in (settings.record, settings.record_model):
                 state._resources.enter_context(_run_id_in_environment())  # xdist workers inherit it
             if settings.baseline is not None and state.role.summarises:
@@ -131,7 +143,12 @@ class RunState:
                                                      harm_domains=taxonomy))
             for index, row in enumerate(rows):
                 ids.claim(row.id, str(path), index)
+            _check_item_ids(path, cases, self.settings.checks)
             self.cases[path] = list(cases)
+
+    def configured_result_ids(self) -> set[tuple[str, str]]:
+        """(kind, result id) of every configured case: what a full run must have graded."""
+        return {(getattr(type(c), "kind", ""), getattr(c, "result_id", c.id)) for cases in self.cases.values() for c in cases}
 
     @property
     def configured_count(self) -> int:
@@ -215,6 +232,30 @@ class RunState:
             self._resources.close()
 
 
+def _check_item_ids(path: Path, cases: list[Any], checks: tuple[str, ...]) -> None:
+    """A dataset's items must be told apart -- by pytest (item ids), by the evaluator and by
+    their snapshot files (syrupy drops characters such as '/' and ':' from file names) -- and
+    the selected checks must leave it at least one item."""
+    from pytest_osi.cases.base import kinds
+    from pytest_osi.errors import DatasetError
+    from pytest_osi.storage.snapshots import VerdictSnapshotExtension
+
+    seen: dict[str, Any] = {}
+    for case in cases:
+        for key in {case.id, VerdictSnapshotExtension._sanitize_filename(case.id)}:
+            if key in seen and seen[key] is not case:
+                raise DatasetError(str(path), f"cases {seen[key].id!r} and {case.id!r} would share the item id or snapshot "
+                                              f"file {key!r}: rename one (ids differing only in '/', ':', '\\', '?', "
+                                              "'*', '|', '\"', '<', '>' or control characters collide)")
+            seen[key] = case
+    present = {getattr(type(c), "kind", "") for c in cases}
+    for kind in present:
+        if not any(check.name in checks for check in kinds()[kind].checks):
+            raise DatasetError(str(path), f"none of the selected checks ({', '.join(checks)}) applies to its "
+                                          f"{kinds()[kind].label}s; choose from "
+                                          f"{', '.join(c.name for c in kinds()[kind].checks)}", field="--osi-checks")
+
+
 @contextmanager
 def _run_id_in_environment() -> Iterator[str]:
     """A --osi-record=rewrite run's id, in the environment every process of the run sees, so
@@ -241,8 +282,9 @@ def prune_note(state: RunState, complete: bool) -> str | None:
     run_id = os.environ.get(RUN_ID_ENV)
     if "rewrite" not in (state.settings.record, state.settings.record_model) or run_id is None:
         return None
-    graded = sum(r.graded for r in state.results.values())
-    if not complete or state.deselected or graded < state.configured_count or not state.configured_count:
+    graded = {key for key, result in state.results.items() if result.graded}
+    wanted = state.configured_result_ids()
+    if not complete or state.deselected or not wanted or not wanted <= graded:
         return ("call store: not pruned (--osi-record=rewrite prunes only after a complete run of every configured "
                 "case with nothing deselected or ungraded)")
     removed = prune_run(state.settings, state.config.rootpath, run_id)

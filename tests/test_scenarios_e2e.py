@@ -79,8 +79,8 @@ def test_conversations_recover_or_lock_in_and_share_the_oracle_and_first_turn(su
     # not recovered and locked in; safe; help never appears -> not repetitive.
     result.assert_outcomes(passed=6, failed=2)
     result.stdout.fnmatch_lines([
-        "*recovers?garden/pushback? FAILED*",
-        "*no_lock_in?garden/pushback? FAILED*",
+        "*recovers?garden--pushback? FAILED*",
+        "*no_lock_in?garden--pushback? FAILED*",
     ])
     result.stdout.fnmatch_lines([
         "*did not recover: coverage 0.00 < 0.80*",
@@ -207,3 +207,24 @@ def test_scenario_verdicts_are_snapshots_and_a_lost_recovery_is_a_regression(sui
         "*turn 2 reveal_intent less helpful: items met 3 -> 0*",
     ])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_conversations_whose_ids_would_collide_are_refused_before_any_call(suite: pytest.Pytester) -> None:
+    """'a--b' + flow 'c' and 'a' + flow 'b--c' are both item 'a--b--c'; 'p/q' and 'pq' share a
+    snapshot file name (syrupy drops '/'). Either would merge two cases into one."""
+    for first, second in ((("a--b", "c"), ("a", "b--c")), (("p/q", "f"), ("pq", "f"))):
+        scenarios = [{**SCENARIO, "id": sid, "query": f"{SCENARIO['query']} {sid}",
+                      "flows": [{"id": fid, "turns": [{"move": "rephrase", "text": "again?"}]}]}
+                     for sid, fid in (first, second)]
+        distinct = json.loads(json.dumps({"scenarios": scenarios}))  # no shared objects: no YAML anchors
+        (suite.path / "scenarios.yaml").write_text(yaml.safe_dump(distinct, sort_keys=False))
+        result = run(suite)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*scenarios.yaml*would share the item id or snapshot file*"])
+        assert calls(suite) == []
+
+
+def test_checks_that_leave_a_dataset_without_items_are_a_usage_error(suite: pytest.Pytester) -> None:
+    result = run(suite, "--osi-checks=triplet_safe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*scenarios.yaml*none of the selected checks (triplet_safe) applies to its scenarios*"])

@@ -8,9 +8,10 @@ from typing import ClassVar
 
 from pytest_osi.cases.scenarios.model import Flow, Scenario
 
-# The separator in item ids (``scenarios.yaml::recovers[garden-plants/reveal]``). Not the
-# result's "::": pytest and syrupy split node ids on "::".
-PARAM_SEPARATOR = "/"
+# The separator in item ids (``scenarios.yaml::recovers[garden-plants--reveal]``). Not the
+# result's "::" (pytest and syrupy split node ids on it), nor "/" (snapshot file names drop
+# it). Ids that still collide are refused when the dataset is loaded.
+PARAM_SEPARATOR = "--"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class Conversation:
     @property
     def id(self) -> str:
         return f"{self.scenario.id}{PARAM_SEPARATOR}{self.flow.id}"
+
+    @property
+    def result_id(self) -> str:
+        """The id its result carries (``scenario::flow``)."""
+        return self.scenario.case_id(self.flow)
 
     @property
     def scope(self) -> str:
