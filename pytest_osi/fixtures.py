@@ -87,7 +87,20 @@ def osi_snapshot(request: pytest.FixtureRequest) -> Any:
         # No baseline for this dataset and none being recorded: the checks are absolute, and
         # syrupy (whose lookup costs more than the check) is not asked about each item.
         return None
-    snapshot = request.getfixturevalue("snapshot").use_extension(extension_for(root))
+    from syrupy.assertion import SnapshotAssertion
+    from syrupy.location import PyTestLocation
+
+    # Built directly rather than from syrupy's ``snapshot`` fixture: that one also registers an
+    # assertion with the default (amber) extension, whose discovery walks the whole
+    # ``__snapshots__/`` tree and takes every other dataset's verdict files for unknown, unused
+    # snapshots -- deleted under --snapshot-update.
+    snapshot = SnapshotAssertion(
+        update_snapshots=request.config.option.update_snapshots,
+        update_new_snapshots_only=getattr(request.config.option, "update_new_snapshots_only", False),
+        extension_class=extension_for(root),
+        test_location=PyTestLocation(request.node),
+        session=request.config._syrupy,  # type: ignore[attr-defined]
+    )
     keeper = SnapshotKeeper(snapshot, strict=bool(settings and settings.strict))
     request.addfinalizer(keeper.keep)
     return keeper

@@ -184,3 +184,49 @@ def test_snapshots_update_and_compare_under_xdist(suite: pytest.Pytester) -> Non
     again = suite.runpytest_subprocess("--osi-dataset=sets.yaml", "-p", "no:cacheprovider", "-n", "2")
     again.assert_outcomes(passed=4, failed=2)
     again.stdout.fnmatch_lines(["*regressions against the snapshot baseline*"])
+
+
+def write_dataset(pytester: pytest.Pytester, name: str, sets: list[dict[str, object]]) -> None:
+    (pytester.path / name).write_text(yaml.safe_dump({"prompt_sets": sets}))
+
+
+def dataset_snapshots(pytester: pytest.Pytester, stem: str) -> dict[str, str]:
+    root = pytester.path / "__snapshots__" / stem
+    return {p.name: p.read_text() for p in sorted(root.glob("*.txt"))} if root.exists() else {}
+
+
+def test_updating_one_dataset_leaves_the_snapshots_beside_it_alone(suite: pytest.Pytester) -> None:
+    write_dataset(suite, "a.yaml", SETS[:1])
+    write_dataset(suite, "b.yaml", SETS[1:])
+    both = suite.runpytest_inprocess("--osi-dataset=a.yaml", "--osi-dataset=b.yaml", "-p", "no:cacheprovider",
+                                     "--snapshot-update")
+    both.assert_outcomes(passed=6)
+    b_before = dataset_snapshots(suite, "b")
+    assert len(b_before) == 3 and len(dataset_snapshots(suite, "a")) == 3
+    only_a = suite.runpytest_inprocess("--osi-dataset=a.yaml", "-p", "no:cacheprovider", "--snapshot-update")
+    only_a.assert_outcomes(passed=3)
+    assert dataset_snapshots(suite, "b") == b_before  # not unused, not deleted
+    assert "unused" not in only_a.stdout.str()
+    # A dataset's own obsolete snapshot (its case removed) is still found and deleted.
+    write_dataset(suite, "a.yaml", [dict(SETS[0], id="door")])
+    again = suite.runpytest_inprocess("--osi-dataset=a.yaml", "-p", "no:cacheprovider", "--snapshot-update")
+    again.assert_outcomes(passed=3)
+    again.stdout.fnmatch_lines(["*3 unused snapshots deleted*"])
+    assert sorted(dataset_snapshots(suite, "a")) == [f"{c}[door].txt" for c in
+                                                    ("benign_helpful", "paraphrase_stable", "triplet_safe")]
+    assert dataset_snapshots(suite, "b") == b_before
+
+
+@pytest.mark.parametrize("second, snapshot_dir", [("sets.json", False), ("other/sets.yaml", True)])
+def test_two_datasets_sharing_a_snapshot_directory_are_a_usage_error(suite: pytest.Pytester, second: str,
+                                                                     snapshot_dir: bool) -> None:
+    target = suite.path / second
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps({"prompt_sets": [dict(SETS[0], id="other")]}))
+    args = [f"--osi-snapshot-dir={suite.path / 'verdicts'}"] if snapshot_dir else []
+    result = suite.runpytest_inprocess("--osi-dataset=sets.yaml", f"--osi-dataset={second}", "-p",
+                                       "no:cacheprovider", "--snapshot-update", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "sets.yaml" in result.stderr.str() and second in result.stderr.str()
+    assert "share the verdict snapshot directory" in result.stderr.str()
+    assert not (suite.path / "__snapshots__").exists() and not (suite.path / "verdicts").exists()

@@ -169,6 +169,13 @@ class VerdictSnapshotExtension(SingleFileSnapshotExtension):
         return str(Path(cls.root) / test_location.basename)
 
     @classmethod
+    def discovery_dirname(cls, *, test_location: PyTestLocation) -> str:
+        # syrupy 7 scans the shared ``__snapshots__/`` parent (directory-scoped discovery), so a
+        # run of one dataset saw every other dataset's snapshots as unused and --snapshot-update
+        # deleted them. Each dataset discovers only its own folder.
+        return cls.dirname(test_location=test_location)
+
+    @classmethod
     def write_snapshot_collection(cls, *, snapshot_collection: Any, name_order: Any = None) -> None:
         if _frozen:
             return  # an incomplete run accepts nothing
