@@ -199,7 +199,8 @@ class OsiPlugin:
         # with datasets and gates in the ini file, or -k selecting no case) has no verdict.
         # An interrupted run that had started grading still reports (marked incomplete), even
         # if nothing finished: "no report" must not look like "nothing was asked".
-        if not self.state.role.summarises or not (self.state.results or (self.state.scheduled_any and not complete)):
+        started = self.state.scheduled_any or (self.state.role.name == "dist-controller" and bool(self.state.cases))
+        if not self.state.role.summarises or not (self.state.results or (started and not complete)):
             return
         from pytest_osi.reporting.summary import RunSummary
 

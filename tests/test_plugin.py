@@ -245,7 +245,7 @@ def test_subset_runs_say_what_the_metrics_cover(pytester: pytest.Pytester) -> No
     pytester.makeconftest(HOOKS)
     result = pytester.runpytest_inprocess("--osi-dataset=sets.yaml", "-k", "all-good")
     result.assert_outcomes(passed=3, deselected=9)
-    result.stdout.fnmatch_lines(["NOTE: metrics and gates cover 1 of the 4 configured prompt-sets*"])
+    result.stdout.fnmatch_lines(["NOTE: metrics and gates cover 1 of the 4 configured cases*"])
 
 
 def test_collect_only_calls_nothing(pytester: pytest.Pytester) -> None:

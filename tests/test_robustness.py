@@ -126,7 +126,8 @@ def test_an_async_hook_blocking_the_loop_ends_its_sets_as_errors(pytester: pytes
     assert elapsed < 12
 
 
-def test_sigterm_stops_the_run_and_writes_an_incomplete_report(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_sigterm_stops_the_run_and_writes_an_incomplete_report(pytester: pytest.Pytester, xdist: bool) -> None:
     write_sets(pytester.path, count=6)
     started_flag = pytester.path / "started"
     pytester.makeconftest(f"""
@@ -146,7 +147,7 @@ def test_sigterm_stops_the_run_and_writes_an_incomplete_report(pytester: pytest.
     """)
     report = pytester.path / "report.json"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "--osi-dataset=sets.yaml", f"--osi-report={report}",
-                             "--osi-concurrency=2", "-p", "no:cacheprovider"],
+                             "--osi-concurrency=2", "-p", "no:cacheprovider", *(["-n", "2"] if xdist else [])],
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -228,3 +228,22 @@ def test_checks_that_leave_a_dataset_without_items_are_a_usage_error(suite: pyte
     result = run(suite, "--osi-checks=triplet_safe")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*scenarios.yaml*none of the selected checks (triplet_safe) applies to its scenarios*"])
+
+
+def test_a_scenario_run_names_the_rubrics_that_graded_it(suite: pytest.Pytester) -> None:
+    from pytest_osi.grading import HARM
+    from pytest_osi.grading.checklist import SIMULATOR, checklist_rubric
+
+    report = suite.path / "report.json"
+    result = run(suite, f"--osi-report={report}")
+    assert json.loads(report.read_text())["rubrics"] == {
+        "harm": HARM.version, "checklist": checklist_rubric(3).version, "simulator": SIMULATOR.version}
+    result.stdout.fnmatch_lines([f"*rubrics: harm@{HARM.version} checklist@*simulator@{SIMULATOR.version}*"])
+
+
+def test_a_failing_simulator_model_is_a_simulator_error_not_a_model_error(suite: pytest.Pytester) -> None:
+    suite.makeconftest(CONFTEST.replace("def pytest_osi_simulate_user", "def _unused_simulate_user"))
+    result = run(suite, "--osi-user-model=sim", "--osi-user-api-base=http://127.0.0.1:9/v1", "--osi-retries=0",
+                 "--osi-timeout=5", "--osi-record=off")
+    result.stdout.fnmatch_lines(["*garden::pushback: simulator-error: the user simulator failed: sim*"])
+    result.stdout.fnmatch_lines(["simulator_error_rate*0.500*", "scenario_model_error_rate*0.000*"])

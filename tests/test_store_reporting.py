@@ -58,6 +58,10 @@ def test_rewrite_prunes_entries_the_run_did_not_use_only_after_a_full_run(pytest
     partial = pytester.runpytest_inprocess(*osi(fake_llm, "--osi-record=rewrite", "-k", "alpha"))
     partial.stdout.fnmatch_lines(["call store: not pruned*"])
     assert entries(pytester) == 3 * 21
+    # Under xdist the controller sees no deselection itself: the ids it got results for decide.
+    spread = pytester.runpytest_inprocess("-n", "2", *osi(fake_llm, "--osi-record=rewrite", "-k", "alpha"))
+    spread.stdout.fnmatch_lines(["call store: not pruned*"])
+    assert entries(pytester) == 3 * 21
     full = pytester.runpytest_inprocess(*osi(fake_llm, "--osi-record=rewrite"))
     full.stdout.fnmatch_lines(["call store: pruned 21 entries this run did not use"])
     assert entries(pytester) == 2 * 21

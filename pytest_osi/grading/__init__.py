@@ -2,7 +2,7 @@
 hash) and the strict parsing, with corrective retries, shared by every rubric."""
 
 from pytest_osi.grading.judge import Grader, JudgeParseError, parse_answer, parse_score
-from pytest_osi.grading.rubrics import HARM, HELPFULNESS, IntScore, Rubric, load_rubric, rubric_label, rubric_versions
+from pytest_osi.grading.rubrics import HARM, HELPFULNESS, IntScore, Rubric, load_rubric, rubric_label, rubric_versions, rubrics_for
 
 __all__ = ["HARM", "HELPFULNESS", "Grader", "IntScore", "JudgeParseError", "Rubric", "load_rubric", "parse_answer",
-           "parse_score", "rubric_label", "rubric_versions"]
+           "parse_score", "rubric_label", "rubric_versions", "rubrics_for"]

@@ -86,7 +86,8 @@ def render_conversation(turns: Sequence[tuple[str, str]]) -> str:
 
 # --- the simulator's guard ---------------------------------------------------------------------
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Words in any script (\w is Unicode-aware): a non-Latin intent must be guarded too.
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 _STOPWORDS = frozenset("""
 a about after again all also am an and any are as at be because been before being but by can
 could did do does doing for from had has have having he her here hers him his how i i'd i'll
@@ -108,7 +109,7 @@ def _stem(word: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    return [_stem(w) for w in _TOKEN.findall(text.lower().replace("\u2019", "'"))]
+    return [_stem(w) for w in _TOKEN.findall(text.casefold().replace("\u2019", "'"))]
 
 
 def _content(tokens: Iterable[str]) -> list[str]:

@@ -42,14 +42,14 @@ _LEGACY_KEYS = frozenset({"version", "metrics", "gates", "passed", "complete", "
 
 
 def report_dict(summary: RunSummary) -> dict[str, Any]:
-    from pytest_osi.grading import rubric_versions
+    from pytest_osi.grading import rubric_versions, rubrics_for
 
     return {
         "generator": GENERATOR,  # first: how the next run recognises a file it may replace
         "version": REPORT_VERSION,
         "model": summary.model,
         "judge": summary.judge,
-        "rubrics": rubric_versions(),
+        "rubrics": rubric_versions(*rubrics_for(r.kind for r in summary.results)),
         "metrics": dict(summary.metrics),
         "gates": [v.to_dict() for v in summary.verdicts],
         "passed": summary.complete and not summary.failed_gates and not summary.drop_failures,

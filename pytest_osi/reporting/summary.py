@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_osi.cases.base import OUTCOMES, Usage
 from pytest_osi.gates import Gate, GateVerdict
-from pytest_osi.grading import rubric_label
+from pytest_osi.grading import rubric_label, rubrics_for
 from pytest_osi.metrics import Metrics, compute_metrics, compute_strata, registry
 from pytest_osi.options import LOCAL, Settings
 from pytest_osi.redaction import redact
@@ -36,7 +36,7 @@ def header_lines(state: RunState) -> list[str]:
 
     s = state.settings
     lines = [f"osi: model={s.model or '(hook)'} judge={s.judge_model or '(hook)'} "
-             f"rubrics={rubric_label()} concurrency={concurrency(s)}"]
+             f"rubrics={rubric_label(*rubrics_for(_kinds(state)))} concurrency={concurrency(s)}"]
     if state.cases:
         kinds = [getattr(type(c), "kind", "") for cases in state.cases.values() for c in cases]
         parts = [f"{kinds.count('prompt_set')} prompt-set(s)"] if "prompt_set" in kinds else []
@@ -47,6 +47,10 @@ def header_lines(state: RunState) -> list[str]:
     if note:
         lines.append(f"osi: NOTE: {note}")
     return lines
+
+
+def _kinds(state: RunState) -> set[str]:
+    return {getattr(type(c), "kind", "") for cases in state.cases.values() for c in cases}
 
 
 def store_line(settings: Settings, rootdir: Any) -> str:
@@ -150,7 +154,7 @@ def _fmt(value: float | int | None) -> str:
 def summary_lines(summary: RunSummary) -> list[str]:
     lines = [
         f"model: {summary.model or '(hook)'}    judge: {summary.judge or '(hook)'}    "
-        f"rubrics: {rubric_label().replace(',', ' ')}",
+        f"rubrics: {rubric_label(*rubrics_for(r.kind for r in summary.results)).replace(',', ' ')}",
     ]
     if summary.judge_note:
         lines.append(f"NOTE: {summary.judge_note}")
@@ -165,7 +169,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append("NOTE: the run stopped early: these numbers cover only what was graded; gates not enforced")
     elif len(summary.results) < summary.configured_sets:
         lines.append(f"NOTE: metrics and gates cover {len(summary.results)} of the {summary.configured_sets} "
-                     "configured prompt-sets (a selection: -k, -m, --lf)")
+                     "configured cases (a selection: -k, -m, --lf)")
     lines += _metric_table(summary)
     lines += _prompt_set_details(summary)
     lines += _scenario_details(summary)

@@ -125,6 +125,15 @@ async def _simulate(ctx: CallContext, order: int, tally: Tally, scenario: Scenar
     """The simulated user's next message: from the hook, else the simulator model under the
     simulator prompt. Before the flow reveals the intent, a turn that gives it away is asked
     again once with a correction, then ends the conversation as a simulator-error."""
+    try:
+        return await _simulated_text(ctx, order, tally, scenario, move, history, revealed)
+    except ModelCallError as exc:
+        # The simulator's failure is not the model under test's: count it as a simulator-error.
+        raise SimulatorError(f"the user simulator failed: {exc}") from None
+
+
+async def _simulated_text(ctx: CallContext, order: int, tally: Tally, scenario: Scenario, move: str,
+                          history: list[Message], revealed: bool) -> str:
     hooked = await ctx.hook_runner.call(ctx.hooks.pytest_osi_simulate_user, (order, GENERATE),
                                         scenario=scenario, move=move, messages=list(history))
     if hooked is not None:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z_]*)\}")
@@ -132,3 +133,16 @@ def rubric_versions(*rubrics: Rubric) -> dict[str, str]:
 def rubric_label(*rubrics: Rubric) -> str:
     """'harm@5a17ae413f1f,helpfulness@8a7fb6d59eff'."""
     return ",".join(f"{name}@{version}" for name, version in rubric_versions(*rubrics).items())
+
+
+def rubrics_for(kinds: Iterable[str]) -> tuple[Rubric, ...]:
+    """The rubrics that grade the given case kinds (prompt-sets when none is given)."""
+    chosen: list[Rubric] = []
+    for kind in sorted(set(kinds)) or ["prompt_set"]:
+        if kind == "prompt_set":
+            chosen += [HARM, HELPFULNESS]
+        elif kind == "scenario":
+            from pytest_osi.grading.checklist import SIMULATOR, checklist_rubric
+
+            chosen += [HARM, checklist_rubric(2), SIMULATOR]  # the checklist's text (and hash) is the same for any n
+    return tuple(dict.fromkeys(chosen))
