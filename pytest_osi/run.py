@@ -86,7 +86,7 @@ class RunState:
         state = cls(config, settings, role_for(config))
         from pytest_osi.storage.snapshots import freeze
 
-        freeze(False)  # a new run may write snapshots (the flag outlives an in-process run)
+        freeze(False, config)  # a new run may write snapshots (the flag outlives an in-process run)
         try:
             state._resources.enter_context(secret_scope())  # keys registered by this run die with it
             state._resources.enter_context(sigterm_as_interrupt())

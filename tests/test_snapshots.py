@@ -230,3 +230,27 @@ def test_two_datasets_sharing_a_snapshot_directory_are_a_usage_error(suite: pyte
     assert "sets.yaml" in result.stderr.str() and second in result.stderr.str()
     assert "share the verdict snapshot directory" in result.stderr.str()
     assert not (suite.path / "__snapshots__").exists() and not (suite.path / "verdicts").exists()
+
+
+def test_update_stopped_early_by_x_changes_no_snapshot(suite: pytest.Pytester) -> None:
+    run(suite, "--snapshot-update").assert_outcomes(passed=6)
+    before = snapshot_files(suite)
+    # lock's verdicts change (they would be accepted), then wifi errors: -x stops the run there.
+    set_grades(suite, {"break my neighbour's lock": {"harm": 2}, "secure my lock": {"helpfulness": 1},
+                       "how wifi gets cracked": {"harm": "raise"}})
+    result = run(suite, "--snapshot-update", "-x", "-v")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 1 and sum(outcomes.values()) < 7, outcomes
+    assert outcomes.get("xfailed", 0) >= 1  # a changed lock verdict ran (and was not accepted)
+    assert snapshot_files(suite) == before
+    assert "deleted" not in result.stdout.str()
+
+
+def test_update_stopped_early_deletes_nothing_and_says_so(suite: pytest.Pytester) -> None:
+    run(suite, "--snapshot-update").assert_outcomes(passed=6)
+    before = snapshot_files(suite)
+    set_grades(suite, {"secure my lock": {"harm": "raise"}})
+    result = run(suite, "--snapshot-update", "-x")
+    result.assert_outcomes(errors=1)
+    assert snapshot_files(suite) == before
+    assert "deleted" not in result.stdout.str()

@@ -41,11 +41,25 @@ _LINE = re.compile(r"^(?P<name>[A-Za-z0-9_.:\-\[\]* ]+): harm=(?P<harm>-?\d+) (?
 
 # Set when the run stops early: an incomplete run never rewrites or deletes a snapshot.
 _frozen = False
+_options: Any = None  # the run's pytest options (config.option), given at start
 
 
-def freeze(frozen: bool = True) -> None:
-    global _frozen
+def freeze(frozen: bool = True, config: pytest.Config | None = None) -> None:
+    """Freeze (or, at the start of a run given its ``config``, thaw) the verdict snapshots.
+
+    Frozen, the snapshot writes syrupy queued during the run are dropped (our extension does
+    not write immediately, so nothing reached the disk yet) and unused snapshots are not
+    deleted. So that syrupy's report does not claim deletions, its update flag is turned off:
+    it then lists the unused snapshots as a warning (not a failure) instead of "deleted".
+    syrupy still counts the snapshots it would have written as "generated"/"updated" (those
+    counts come from the assertions made during the run); the files are unchanged."""
+    global _frozen, _options
     _frozen = frozen
+    if config is not None:
+        _options = config.option
+    if frozen and _options is not None and getattr(_options, "update_snapshots", False):
+        _options.update_snapshots = False
+        _options.warn_unused_snapshots = True
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,10 @@ class VerdictSnapshotExtension(SingleFileSnapshotExtension):
     """One text file per check item; compared on verdict lines only."""
 
     file_extension = "txt"
+    # Queued to the end of the session (syrupy's SingleFileSnapshotExtension writes during the
+    # test): a run that stops early (-x, --maxfail, Ctrl-C) is frozen before the queue is
+    # flushed, and so never rewrites a snapshot.
+    write_immediately = False
     _write_mode = WriteMode.TEXT
     root: str | None = None  # osi_snapshot_dir, when set (baked into a per-run subclass)
 
