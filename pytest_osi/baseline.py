@@ -93,3 +93,11 @@ def drop_failures(state: RunState, comparison: Comparison | None) -> list[DropFa
     covered = {m.name for m in comparison.metrics}
     mode: Literal["point", "interval"] = "interval" if state.settings.fail_on_drop_mode == "interval" else "point"
     return fire(comparison, [rule for rule in state.settings.fail_on_drop if rule.metric in covered], mode)
+
+
+def unjudged_drop_rules(state: RunState, comparison: Comparison | None) -> list[str]:
+    """A drop rule that could not be judged must say so, not pass in silence."""
+    judged = {m.name for m in comparison.metrics if m.n} if comparison is not None else set()
+    return [f"NOTE: --osi-fail-on-drop {rule}: no paired values against the baseline "
+            f"({'no baseline' if comparison is None else 'the baseline does not cover it'}); not judged"
+            for rule in state.settings.fail_on_drop if rule.metric not in judged]

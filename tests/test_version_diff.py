@@ -77,3 +77,10 @@ def test_a_baseline_that_is_not_a_report_is_a_usage_error_before_any_call(suite:
     missing = run(suite, "--osi-baseline=nope.json")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*nope.json: no such file*"])
+
+
+def test_a_drop_rule_that_cannot_be_judged_says_so(suite: pytest.Pytester) -> None:
+    result = run(suite, "--osi-fail-on-drop=triplet_safety:0.1")  # no snapshots, no --osi-baseline
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["NOTE: --osi-fail-on-drop triplet_safety:0.1: no paired values against the "
+                                 "baseline (no baseline); not judged"])

@@ -102,18 +102,20 @@ class RunSummary:
     @classmethod
     def from_run(cls, state: RunState, complete: bool) -> RunSummary:
         s = state.settings
-        from pytest_osi.baseline import compare_run, drop_failures
+        from pytest_osi.baseline import compare_run, drop_failures, unjudged_drop_rules
 
         summary = cls.build(s.model, s.judge_model, list(state.results.values()), s.gates, state.elapsed(),
                             judge_note(s), configured_sets=state.configured_count, complete=complete)
         comparison = compare_run(state, list(summary.results))
         drops = drop_failures(state, comparison)
+        unjudged = unjudged_drop_rules(state, comparison)
         if comparison is None:
-            return replace(summary, baseline=state.baseline)
+            return replace(summary, baseline=state.baseline, comparison_lines=tuple(unjudged))
         report_keys = comparison.to_dict()
         report_keys["drop_failures"] = [d.to_dict() for d in drops]
         return replace(summary, baseline=state.baseline, comparison=report_keys,
-                       comparison_lines=tuple(comparison.lines()), drop_failures=tuple(d.message() for d in drops))
+                       comparison_lines=tuple([*comparison.lines(), *unjudged]),
+                       drop_failures=tuple(d.message() for d in drops))
 
     @property
     def failed_gates(self) -> list[GateVerdict]:
