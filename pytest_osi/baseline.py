@@ -78,7 +78,8 @@ def compare_run(state: RunState, current: list[Any]) -> Comparison | None:
     """The run's results against its baseline (None when there is none to compare with)."""
     from pytest_osi.diff import compare
 
-    baseline = state.baseline_report if state.baseline_report is not None else baseline_from_snapshots(state)
+    # The snapshots as read at start (before --snapshot-update could rewrite them).
+    baseline = state.baseline_report if state.baseline_report is not None else state.snapshot_baseline
     if baseline is None:
         return None
     return compare(list(baseline.results), current, baseline_label=baseline.label, current_label="this run",

@@ -76,6 +76,7 @@ class RunState:
     scheduled_any: bool = False  # this process scheduled a case's calls
     baseline: BaselineTally = field(default_factory=lambda: _tally())
     baseline_report: Baseline | None = None  # --osi-baseline, loaded at start
+    snapshot_baseline: Baseline | None = None  # the verdict snapshots as they were at start
     deselected: int = 0  # items -k / -m / --lf deselected
     _factory: PipelineFactory | None = None
     _evaluator: Evaluator | None = None
@@ -113,6 +114,12 @@ class RunState:
                 from pytest_osi.baseline import load_baseline_report
 
                 state.baseline_report = load_baseline_report(settings.baseline)  # a bad file: usage error, now
+            elif state.role.summarises:
+                from pytest_osi.baseline import baseline_from_snapshots
+
+                # Read now: --snapshot-update rewrites them during the run, and the version diff
+                # would then compare the run with itself.
+                state.snapshot_baseline = baseline_from_snapshots(state)
         except BaseException:
             state._resources.close()  # no signal handler or secret scope outlives a failed start
             raise
