@@ -24,8 +24,11 @@ def recovers(osi_snapshot: Any, osi_conversation: Any, osi_result: ConversationR
     """Cumulative coverage reaches osi_min_recovery x the oracle's Ben-Util."""
     recovered = measures.recovered(osi_result, osi_result.thresholds.min_recovery)
     if recovered is None:
-        pytest.skip("no headroom: the oracle response (intent stated up front) met no checklist item, so there is "
-                    "nothing to recover; left out of recovery_rate")
+        # Judged against its snapshot first: an oracle and turns that met items in the snapshot
+        # and now meet none are a regression, not a skip.
+        conclude(request, verdict(request, "recovers", True, osi_result), "")
+        pytest.skip("the oracle response (intent stated up front) met no checklist item, so there is nothing "
+                    "to recover; left out of recovery_rate")
     target = osi_result.thresholds.min_recovery * measures.oracle_util(osi_result)
     problem = "" if recovered else trajectory(
         osi_result, f"did not recover: coverage {measures.coverage_final(osi_result):.2f} < {target:.2f} "
