@@ -83,8 +83,10 @@ def test_t_cdf(t: float, df: int, expected: float) -> None:
     assert student_t_cdf(t, df) == pytest.approx(expected, abs=1e-12)
 
 
-def test_t_quantile_inverts_the_cdf_for_every_df_up_to_1000() -> None:
-    for df in range(1, 1001):
+def test_t_quantile_inverts_the_cdf_for_dfs_up_to_1000() -> None:
+    # Every df where the quantile changes fast, then a spread up to 1000 (the full range cost
+    # seconds of the suite for no more confidence).
+    for df in [*range(1, 61), *range(61, 1001, 17), 1000]:
         for p in (0.025, 0.975):
             assert student_t_cdf(student_t_quantile(p, df), df) == pytest.approx(p, abs=1e-12), df
 

@@ -44,7 +44,7 @@ def test_the_header_and_summary_say_what_was_replayed_and_when(pytester: pytest.
 def test_replayed_counts_travel_from_xdist_workers(pytester: pytest.Pytester, fake_llm: FakeLLMServer) -> None:
     write_sets(pytester, SETS)
     pytester.runpytest_inprocess(*osi(fake_llm))
-    result = pytester.runpytest_subprocess("-n", "2", *osi(fake_llm))
+    result = pytester.runpytest_inprocess("-n", "2", *osi(fake_llm))  # the workers are processes all the same
     result.stdout.fnmatch_lines([f"calls: {CALLS} (0 live, {CALLS} replayed)*"])
     assert len(fake_llm.chat_requests) == CALLS
 
