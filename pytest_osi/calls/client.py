@@ -150,7 +150,7 @@ class LLMClient:
                   "max_retries": 0, **{k: v for k, v in params.items() if v is not None}}
         for attempt in range(1, self.policy.attempts + 1):
             try:
-                call = lambda: asyncio.wait_for(litellm.acompletion(**kwargs), self.policy.timeout)  # noqa: E731
+                call = lambda: _within(litellm.acompletion(**kwargs), self.policy.timeout)  # noqa: E731
                 response = await (limit(call) if limit else call())
                 return _completion(response, endpoint)
             except Exception as exc:  # noqa: BLE001 - classified right below
@@ -167,6 +167,13 @@ class LLMClient:
         if server_hint is not None:
             delay = max(delay, min(server_hint, self.policy.max_delay))
         return delay
+
+
+async def _within(call: Awaitable[Any], seconds: float) -> Any:
+    """``call``, cut off at a deadline of ``seconds`` from now. ``asyncio.timeout`` rather than
+    ``wait_for``: no extra task per call (thousands of calls per run)."""
+    async with asyncio.timeout(seconds):
+        return await call
 
 
 def _completion(response: Any, endpoint: Endpoint) -> Completion:
