@@ -627,10 +627,22 @@ def report_notes(baseline: Report, current: Report) -> list[str]:
         changed = sorted(k for k in {*baseline.rubrics, *current.rubrics}
                          if baseline.rubrics.get(k) != current.rubrics.get(k))
         notes.append(f"rubric(s) changed: {', '.join(changed)}: grades are not directly comparable")
+    before, after = _thresholds(baseline.results), _thresholds(current.results)
+    if before and after and before != after:
+        notes.append(f"scenario thresholds changed ({_describe(before)} -> {_describe(after)}): recovery, lock-in and "
+                     "repetition rates measure different things")
     for side, report in (("baseline", baseline), ("current", current)):
         if not report.complete:
             notes.append(f"the {side} run ({report.path}) stopped early: it covers only what was graded")
     return notes
+
+
+def _thresholds(results: Iterable[Any]) -> set[tuple[tuple[str, float], ...]]:
+    return {tuple(sorted(r.thresholds.to_dict().items())) for r in results if getattr(r, "thresholds", None) is not None}
+
+
+def _describe(thresholds: set[tuple[tuple[str, float], ...]]) -> str:
+    return "; ".join(", ".join(f"{k}={v:g}" for k, v in t) for t in sorted(thresholds))
 
 
 def compare_reports(baseline: Report, current: Report, **kw: Any) -> Comparison:

@@ -434,3 +434,17 @@ def test_python_dash_m(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "triplet_safety dropped by 0.250" in done.stdout
+
+
+def test_changed_scenario_thresholds_are_noted() -> None:
+    from pytest_osi.cases.scenarios.result import ConversationResult, Thresholds
+    from pytest_osi.diff import Report, report_notes
+
+    def report(min_recovery: float) -> Report:
+        result = ConversationResult("s", "f", "Cyber Harm", "Explanation", "model-error", ("a", "b"),
+                                    error="x", thresholds=Thresholds(min_recovery=min_recovery))
+        return Report("r.json", (result,), "m", "j", {"harm": "1"}, True)
+
+    assert report_notes(report(0.8), report(0.8)) == []
+    (note,) = report_notes(report(0.5), report(0.8))
+    assert note.startswith("scenario thresholds changed (min_recovery=0.5") and "-> min_recovery=0.8" in note
