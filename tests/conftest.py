@@ -57,3 +57,12 @@ def model_args(server: FakeLLMServer, *extra: str) -> list[str]:
         "--osi-record=off",
         *extra,
     ]
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When this suite itself runs under ``-n``, the runs it starts with pytester must not
+    believe they are xdist workers (syrupy, for one, then leaves its report to a controller
+    that does not exist)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
