@@ -16,9 +16,8 @@ Usage: python benchmarks/scenarios.py [--scenarios N] [--flows N] [--turns N] [-
 from __future__ import annotations
 
 import argparse
-import time
 
-from throughput import start_server
+from throughput import run_engine
 
 
 def scenario_rows(count: int, flows: int, turns: int, simulated_every: int) -> list[dict[str, object]]:
@@ -51,41 +50,13 @@ def main() -> None:
     parser.add_argument("--simulated-every", type=int, default=0, help="every K-th follow-up is simulated (0: none)")
     args = parser.parse_args()
 
-    from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm
-    from pytest_osi.calls.scheduler import Scheduler
-    from pytest_osi.cases.base import kind_of
-    from pytest_osi.cases.engine import CallContext, Evaluator
     from pytest_osi.cases.scenarios.conversation import conversations
     from pytest_osi.cases.scenarios.loader import parse_scenario
-    from pytest_osi.options import Settings
 
-    import_litellm()  # paid once by any real run; not part of the measurement
     scenarios = [parse_scenario(row, "bench", i) for i, row in
                  enumerate(scenario_rows(args.scenarios, args.flows, args.turns, args.simulated_every))]
     cases = conversations(scenarios)
-    proc, api_base = start_server(args.latency)
-    scheduler = Scheduler(args.concurrency)
-    try:
-        settings = Settings(concurrency=args.concurrency, timeout=60)
-
-        class NoHooks:  # the LLM path only
-            def __getattr__(self, name: str) -> object:
-                return _NoImpl()
-
-        judge = Endpoint("judge", api_base)
-        ctx = CallContext(settings, NoHooks(), LLMClient(RetryPolicy(timeout=60)), scheduler,
-                          Endpoint("model-under-test", api_base), judge, simulator=judge)
-        evaluator = Evaluator(scheduler, ctx, lambda case: kind_of(case).pipeline())
-        start = time.perf_counter()
-        futures = [evaluator.schedule(c) for c in cases]
-        results = [f.result() for f in futures]
-        wall = time.perf_counter() - start
-    finally:
-        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-
-        scheduler.close(close_litellm_async_clients)
-        proc.terminate()
-        proc.wait()
+    results, wall, peak = run_engine(cases, args.latency, args.concurrency, timeout=60)
     calls = sum(r.usage.calls for r in results)
     graded = sum(r.graded for r in results)
     simulated = sum(t.origin == "simulated" for r in results for t in r.turns)
@@ -97,12 +68,7 @@ def main() -> None:
           f"conversations ({graded} graded, {simulated} simulated turns), {calls} calls, latency "
           f"{args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
     print(f"scenarios: wall {wall:.1f} s; floor {floor:.1f} s (work {work:.1f} s, longest chain {chain:.1f} s); "
-          f"ratio {wall / floor:.3f} (target <= 1.25); peak in flight {scheduler.limiter.peak}")
-
-
-class _NoImpl:
-    def get_hookimpls(self) -> list[object]:
-        return []
+          f"ratio {wall / floor:.3f} (target <= 1.25); peak in flight {peak}")
 
 
 if __name__ == "__main__":

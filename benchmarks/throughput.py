@@ -82,30 +82,31 @@ def throughput_pytest(dataset: Path, latency: float, concurrency: int, workers: 
           f"whole pytest process {wall:.1f} s, ratio {wall / floor:.3f}; first call {stats['first_request'] - started:.1f} s after start")
 
 
-def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
+def run_engine(cases: list[Any], latency: float, concurrency: int, timeout: float = 30.0) -> tuple[list[Any], float, int]:
+    """Evaluate ``cases`` through the engine alone (no pytest) against the scripted server:
+    the results, the wall time and the peak number of calls in flight. No hook is
+    implemented: this measures the LLM path. The judge also plays the user simulator."""
     from pytest_osi.calls.client import Endpoint, LLMClient, RetryPolicy, import_litellm
     from pytest_osi.calls.scheduler import Scheduler
     from pytest_osi.cases.base import kind_of
     from pytest_osi.cases.engine import CallContext, Evaluator
-    from pytest_osi.cases.prompt_sets import load_prompt_sets
     from pytest_osi.options import Settings
 
-    import_litellm()  # paid once by any real run; not part of the throughput measurement
-    prompt_sets = load_prompt_sets(dataset)[:sets]
+    import_litellm()  # paid once by any real run; not part of the measurement
     proc, api_base = start_server(latency)
     scheduler = Scheduler(concurrency)
     try:
-        settings = Settings(concurrency=concurrency)
-
-        class NoHooks:  # the benchmark measures the LLM path, so no hook implementations
+        class NoHooks:
             def __getattr__(self, name: str) -> object:
                 return _NoImpl()
 
-        ctx = CallContext(settings, NoHooks(), LLMClient(RetryPolicy(timeout=30)), scheduler,
-                          Endpoint("model-under-test", api_base), Endpoint("judge", api_base))
+        judge = Endpoint("judge", api_base)
+        ctx = CallContext(Settings(concurrency=concurrency, timeout=timeout), NoHooks(),
+                          LLMClient(RetryPolicy(timeout=timeout)), scheduler, Endpoint("model-under-test", api_base),
+                          judge, simulator=judge)
         evaluator = Evaluator(scheduler, ctx, lambda case: kind_of(case).pipeline())
         start = time.perf_counter()
-        futures = [evaluator.schedule(s) for s in prompt_sets]
+        futures = [evaluator.schedule(case) for case in cases]
         results = [f.result() for f in futures]
         wall = time.perf_counter() - start
     finally:
@@ -114,13 +115,21 @@ def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int
         scheduler.close(close_litellm_async_clients)
         proc.terminate()
         proc.wait()
+    return results, wall, scheduler.limiter.peak
+
+
+def throughput(dataset: Path, sets: int | None, latency: float, concurrency: int) -> None:
+    from pytest_osi.cases.prompt_sets import load_prompt_sets
+
+    prompt_sets = load_prompt_sets(dataset)[:sets]
+    results, wall, peak = run_engine(prompt_sets, latency, concurrency)
     calls = sum(r.usage.calls for r in results)
     floor = calls * latency / concurrency
     graded = sum(r.graded for r in results)
     print(f"throughput[engine, 1 process]: {len(prompt_sets)} sets, {calls} calls, graded {graded}, "
           f"latency {latency * 1000:.0f} ms, concurrency {concurrency}")
     print(f"throughput[engine, 1 process]: wall {wall:.1f} s, floor {floor:.1f} s, ratio {wall / floor:.3f}, "
-          f"peak in flight {scheduler.limiter.peak}")
+          f"peak in flight {peak}")
 
 
 class _NoImpl:
