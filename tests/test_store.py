@@ -242,7 +242,7 @@ def test_none_never_calls_and_a_missing_call_names_itself_and_the_command(tmp_pa
     assert "record it with: pytest --osi-record=new" in message
     assert client.stats().missing == 1
     # A judge call names the judge; with --osi-record-model=none the model's command is that option.
-    with pytest.raises(ModelCallError, match="the judge 'judge'.*pytest --osi-record=new"):
+    with pytest.raises(ModelCallError, match="the judge or user simulator 'judge'.*pytest --osi-record=new"):
         complete(client, JUDGE, "grade this")
     model_none = recorder(tmp_path, NeverCalled(), record="new", record_model="none")
     with pytest.raises(ModelCallError, match="record it with: pytest --osi-record-model=new"):

@@ -615,8 +615,8 @@ class RecordingClient:
         from pytest_osi.text import shown
 
         is_model = self.is_model(endpoint)
-        # Today every other endpoint is the judge's (a later simulator would name itself here).
-        who = "the model under test" if is_model else "the judge" if self.model_endpoint is not None else "model"
+        # Any other endpoint is the judge's or the user simulator's (which may be the same model).
+        who = "the model under test" if is_model else "the judge or user simulator" if self.model_endpoint is not None else "model"
         users = [m for m in messages if m.get("role") == "user"]
         last = str(users[-1].get("content", "")) if users else ""
         head = _environ_safe(lambda: shown(last, 80, one_line=True)) if users else "(no user message)"
