@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from conftest import EXAMPLES
+from test_loaders import write
 from pydantic import ValidationError
 
 from pytest_osi.cases.base import in_use
@@ -50,16 +49,6 @@ def scenario(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not ...}
-
-
-def write(path: Path, rows: Any) -> Path:
-    if path.suffix == ".jsonl":
-        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(rows), encoding="utf-8")
-    else:
-        path.write_text(yaml.safe_dump(rows, sort_keys=False), encoding="utf-8")
-    return path
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -437,3 +426,10 @@ def test_leaks_intent_without_a_query_counts_every_intent_word() -> None:
     # In the intent's order the content words form the run (plant, remove, garden): copied
     # wording, a leak whatever the overlap threshold.
     assert leaks_intent("Which plants should I remove from my garden?", INTENT, min_overlap=1.0)
+
+
+def test_a_text_of_only_invisible_characters_is_empty(tmp_path: Path) -> None:
+    """The same rule as for prompt-sets (one field type serves both kinds)."""
+    path = write(tmp_path / "s.yaml", {"scenarios": [scenario(query="\u200b\u2060")]})
+    with pytest.raises(DatasetError, match=r"field 'query': empty: only invisible characters \(U\+200B"):
+        load_scenarios(path)

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pytest_osi.cases.prompt_sets.model import PromptSet
+from pytest_osi.cases.fields import describe_error, describe_other
 from pytest_osi.errors import DatasetError
 from pytest_osi.formats import brief, read_document, read_located_rows, shorten
 
@@ -210,15 +211,7 @@ def _parse_row(
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    if error["type"] == "missing":
-        return "missing"
-    if error["type"] == "string_too_short":
-        return "empty"
-    if error["type"] == "extra_forbidden":
-        return "unknown field (check the spelling)"
-    if error["type"] == "invisible_only":
-        return str(error["msg"])
-    return f"{error['msg']} (got {brief(error.get('input'))})"
+    return describe_error(error) or describe_other(error)
 
 
 def _comparable(prompt: str) -> str:

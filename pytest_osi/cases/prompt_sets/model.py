@@ -5,32 +5,14 @@ Pydantic because this is an edge: rows come from user files and must be validate
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict
 
 from pytest_osi.cases.base import mark_in_use
+from pytest_osi.cases.fields import NonEmpty
 from pytest_osi.cases.prompt_sets.variants import VARIANTS, paraphrase_variant
 
-# Characters that show nothing: format characters (zero-width space U+200B, word joiner U+2060,
-# BOM U+FEFF, soft hyphen ...), spaces and separators, control characters, and the few letters
-# and symbols that render blank (Hangul fillers, the blank Braille pattern).
-_BLANK_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc"})
-_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def _visible(text: str) -> str:
-    """``text`` if it shows anything; a prompt of only invisible characters is empty."""
-    for char in text:  # a real prompt returns at its first character
-        if char not in _BLANK_CHARACTERS and unicodedata.category(char) not in _BLANK_CATEGORIES:
-            return text
-    found = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '')}".rstrip() for c in sorted(set(text))[:3])
-    raise PydanticCustomError("invisible_only", "empty: only invisible characters ({found})", {"found": found})
-
-
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_visible)]
 
 
 class Annotations(BaseModel):

@@ -22,6 +22,7 @@ from pytest_osi.cases.prompt_sets.loader import UniqueIds
 from pytest_osi.cases.scenarios.model import Scenario, ScenarioRuleError, where
 from pytest_osi.cases.scenarios.moves import MOVES
 from pytest_osi.errors import DatasetError
+from pytest_osi.cases.fields import describe_error, describe_other
 from pytest_osi.formats import read_document, read_rows
 
 LIST_KEY = "scenarios"
@@ -122,17 +123,14 @@ def _context(flows: Any, loc: Sequence[str | int]) -> str | None:
 
 
 def _describe(error: Mapping[str, Any]) -> str:
+    common = describe_error(error)
+    if common is not None:
+        return common
     kind = error["type"]
-    if kind == "missing":
-        return "missing"
-    if kind == "string_too_short":
-        return "empty"
-    if kind == "extra_forbidden":
-        return "unknown field (check the spelling)"
     if kind in ("tuple_type", "list_type"):
         return f"expected a list (got {error.get('input')!r:.60})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping of fields (got {error.get('input')!r:.60})"
     if kind == "literal_error" and error["loc"] and error["loc"][-1] == "move":
         return f"unknown move {error.get('input')!r:.60}; moves are: {', '.join(MOVES)}"
-    return f"{error['msg']} (got {error.get('input')!r:.60})"
+    return describe_other(error)

@@ -13,14 +13,14 @@ checked here too, so a scenario built in a test module is held to them as well; 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from pytest_osi.cases.base import mark_in_use
+from pytest_osi.cases.fields import NonEmpty
 from pytest_osi.cases.scenarios.moves import DISENGAGE, Move
 
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 MIN_ITEMS, MAX_ITEMS = 2, 12  # checklist items per scenario
 MIN_TURNS, MAX_TURNS = 1, 11  # user turns per flow (after the query)
