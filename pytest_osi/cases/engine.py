@@ -24,7 +24,7 @@ from pytest_osi.calls.scheduler import Scheduler
 from pytest_osi.cases.base import Case, CaseResult, Outcome, Usage
 from pytest_osi.errors import JudgeError, ModelCallError, OsiError
 from pytest_osi.grading import Grader, Rubric
-from pytest_osi.grading.judge import JudgeParseError
+from pytest_osi.grading.judge import JudgeParseError, check_range
 from pytest_osi.options import Settings
 from pytest_osi.text import shown
 
@@ -117,9 +117,9 @@ class CallContext:
         hooked = await self.hook_runner.call(hook, (order, GRADE), **hook_args)
         if hooked is not None:
             try:
-                return rubric.answer.check(hooked)
-            except ValueError as exc:
-                raise JudgeError(f"hook {hook.name}: {rubric.name} {exc}") from None
+                return check_range(hooked, rubric)
+            except JudgeParseError as exc:
+                raise JudgeError(f"hook {hook.name}: {exc}") from None
         judge = self.judge
         if judge is None:
             raise ModelCallError("no judge: pass --osi-judge=MODEL or set osi_judge in the ini file")

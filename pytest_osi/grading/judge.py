@@ -51,10 +51,11 @@ def parse_score(text: str, rubric: Rubric) -> int:
     return int(parse_answer(text, rubric))
 
 
-def check_range(score: Any, rubric: Rubric) -> int:
-    """A hook's score, held to the rubric's range."""
+def check_range(value: Any, rubric: Rubric) -> Any:
+    """A hook's value, held to the rubric's answer shape (a score's range, a checklist's
+    booleans): the check a judge's parsed answer gets, for a value that skipped the parser."""
     try:
-        return int(rubric.answer.check(score))
+        return rubric.answer.check(value)
     except AnswerError as exc:
         raise JudgeParseError(f"{rubric.name} {exc}") from None
 
