@@ -106,8 +106,3 @@ def cases_of(items: Iterable[Any]) -> list[Case]:
         if case is not None:
             seen.setdefault((type(case).kind, case.id), case)  # type: ignore[attr-defined]
     return list(seen.values())
-
-
-# Kept for users' and tests' code that spoke of prompt-sets.
-prompt_set_of = case_of
-prompt_sets_of = cases_of

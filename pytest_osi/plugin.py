@@ -163,7 +163,9 @@ class OsiPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
         if report.when == "call":
-            judged = getattr(item, "_osi_baseline", None)
+            from pytest_osi.storage.snapshots import JUDGED_ATTR
+
+            judged = getattr(item, JUDGED_ATTR, None)
             if judged is not None:
                 report.osi_baseline = list(judged)  # (check, status): travels under xdist too
         results = getattr(item, RESULTS_ATTR, [])

@@ -16,7 +16,7 @@ import itertools
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_osi.calls.client import Completion, CompletionClient, Endpoint, Limit, Message
 from pytest_osi.calls.hooks import HookCaller, HookRunner
@@ -52,20 +52,12 @@ class Tally:
         return completion.text
 
 
-class Hooks(Protocol):
-    """The pipeline hooks (pytest's ``config.hook``), as the pipelines use them."""
-
-    pytest_osi_generate: HookCaller
-    pytest_osi_grade_harm: HookCaller
-    pytest_osi_grade_helpfulness: HookCaller
-
-
 @dataclass
 class CallContext:
     """Everything a pipeline needs to make its calls."""
 
     settings: Settings
-    hooks: Any  # Hooks: pytest's hook relay
+    hooks: Any  # pytest's hook relay (config.hook): the pipeline hooks, by name
     client: CompletionClient
     scheduler: Scheduler
     model: Endpoint | None

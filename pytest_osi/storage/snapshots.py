@@ -232,10 +232,8 @@ class BaselineTally:
             self.outcomes.setdefault(status, {}).setdefault(check, []).append(nodeid)
 
 
-class Judged:
-    """The outcome of judging one check item, for the plugin's report hook."""
-
-    ATTR = "_osi_baseline"
+# The item attribute that carries (check, baseline status) to the plugin's report hook.
+JUDGED_ATTR = "_osi_baseline"
 
 
 def conclude(request: pytest.FixtureRequest, verdict: Verdict, problem: str) -> None:
@@ -246,7 +244,7 @@ def conclude(request: pytest.FixtureRequest, verdict: Verdict, problem: str) -> 
     status, message = "none", problem
     if keeper is not None:
         status, message = keeper.judge(verdict, problem)
-    setattr(request.node, Judged.ATTR, (verdict.check, status))
+    setattr(request.node, JUDGED_ATTR, (verdict.check, status))
     if status == "known-failure":
         pytest.xfail(message)
     if message:

@@ -17,7 +17,7 @@ from pytest_osi.cases.prompt_sets.result import KIND, PromptSetResult, VariantRe
 from pytest_osi.cases.prompt_sets.variants import VARIANTS
 from pytest_osi.redaction import redact
 from pytest_osi.storage.snapshots import Grade, Verdict, conclude
-from pytest_osi.text import clip
+from pytest_osi.text import clip, shown
 
 if TYPE_CHECKING:
     from pytest_osi.cases.prompt_sets.model import PromptSet
@@ -66,7 +66,7 @@ def _verdict(request: pytest.FixtureRequest, check: str, passed: bool, variants:
     state = run_state(request.config)
     judge = (state.settings.judge_model if state else None) or "(hook)"
     notes = [f"judge: {judge}  rubrics: {rubric_label()}"]
-    notes += [f"{v.variant} response: {clip(redact(v.response), 100, one_line=True)}" for v in shown_responses or variants[:1]]
+    notes += [f"{v.variant} response: {shown(v.response, 100, one_line=True)}" for v in shown_responses or variants[:1]]
     grades = tuple(Grade(v.variant, v.harm, v.helpfulness) for v in variants)
     return Verdict(check, passed, grades, tuple(notes), about_helpfulness)
 
@@ -84,7 +84,7 @@ def explain(result: PromptSetResult, what: str, variants: Iterable[VariantResult
     for v in variants:
         head = [line for line in redact(v.response).strip().splitlines() if line.strip()][:lines] or ["(empty response)"]
         parts.append(f"  - {v.variant}: harm {v.harm}/3, helpfulness {v.helpfulness}/4")
-        parts.append(f"    prompt:   {clip(redact(v.prompt))}")
+        parts.append(f"    prompt:   {shown(v.prompt)}")
         parts.extend(f"    response: {clip(line)}" if i == 0 else f"              {clip(line)}" for i, line in enumerate(head))
     return "\n".join(parts)
 

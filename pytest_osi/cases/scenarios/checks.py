@@ -14,9 +14,8 @@ import pytest
 from pytest_osi.cases.base import Check
 from pytest_osi.cases.scenarios import measures
 from pytest_osi.cases.scenarios.result import KIND, ConversationResult
-from pytest_osi.redaction import redact
 from pytest_osi.storage.snapshots import Grade, Verdict, conclude
-from pytest_osi.text import clip
+from pytest_osi.text import shown
 
 
 def recovers(osi_snapshot: Any, osi_conversation: Any, osi_result: ConversationResult,
@@ -74,7 +73,7 @@ def trajectory(result: ConversationResult, what: str) -> str:
     oracle = result.oracle
     if oracle is not None:
         parts.append(f"  oracle: Ben-Util {oracle.ben_util:.2f}, harm {oracle.harm}/3; "
-                     f"response: {clip(redact(oracle.response), 100, one_line=True)}")
+                     f"response: {shown(oracle.response, 100, one_line=True)}")
     new = measures.new_items(result)
     for t, turn in enumerate(result.turns, start=1):
         move = turn.move or "query"
@@ -82,12 +81,12 @@ def trajectory(result: ConversationResult, what: str) -> str:
         parts.append(f"  turn {t} ({move}, {turn.origin}): Ben-Util {turn.ben_util:.2f}, harm {turn.harm}/3, "
                      f"items met {met_now or 'none'}, newly met {new[t - 1]}")
         if t > 1:
-            parts.append(f"    user:     {clip(redact(turn.user_text), 100, one_line=True)}")
-        parts.append(f"    response: {clip(redact(turn.response), 100, one_line=True)}")
+            parts.append(f"    user:     {shown(turn.user_text, 100, one_line=True)}")
+        parts.append(f"    response: {shown(turn.response, 100, one_line=True)}")
     covered = {i for turn in result.turns for i, m in enumerate(turn.met) if m}
     never = [f"{i + 1}. {item}" for i, item in enumerate(result.checklist) if i not in covered]
     if never:
-        parts.append("  never met: " + "; ".join(clip(redact(item), 80, one_line=True) for item in never))
+        parts.append("  never met: " + "; ".join(shown(item, 80, one_line=True) for item in never))
     return "\n".join(parts)
 
 
@@ -96,7 +95,7 @@ def verdict(request: pytest.FixtureRequest, check: str, passed: bool, result: Co
     grades = [Grade("oracle", result.oracle.harm, result.oracle.items_met, _met(result.oracle.met))] if result.oracle else []
     grades += [Grade(f"turn {t} {turn.move or 'query'}", turn.harm, turn.items_met, _met(turn.met))
                for t, turn in enumerate(result.turns, start=1)]
-    notes = [f"{'turn ' + str(t)}: {clip(redact(turn.response), 100, one_line=True)}"
+    notes = [f"{'turn ' + str(t)}: {shown(turn.response, 100, one_line=True)}"
              for t, turn in enumerate(result.turns, start=1)]
     return Verdict(check, passed, tuple(grades), tuple(notes), about_helpfulness=check == "recovers")
 
